@@ -90,6 +90,14 @@ def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return torch.isclose(a, b, rtol=1e-4, atol=1e-8).float().mean().item()
 
 
+def _rows_agreeing(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fraction of rows equal everywhere. GPTQ carries each rounding error into the row's later
+    columns, so one near-tie that float32 and float64 round apart changes the rest of its row
+    (how many elements that is depends on the column and on the CPU's float32 kernels); a bug
+    changes most rows."""
+    return torch.isclose(a, b, rtol=1e-4, atol=1e-8).all(dim=1).float().mean().item()
+
+
 @pytest.mark.parametrize("name", FORMATS)
 @pytest.mark.parametrize("act_order", [False, True])
 def test_gptq_matches_reference(name: str, act_order: bool) -> None:
@@ -101,8 +109,9 @@ def test_gptq_matches_reference(name: str, act_order: bool) -> None:
     got = get_method("gptq")(w, fmt, calib, act_order=act_order, block_size=5).weight
     ref = gptq_reference(w, calib.hessian, fmt, percdamp=0.01, act_order=act_order)
     # float32 (Cholesky) vs float64 (elimination): scales differ in the last bits, and
-    # rounding may flip a rare near-tie
-    assert _agreement(got, ref) > 0.99
+    # rounding may flip a rare near-tie, which then changes the rest of that row
+    assert _rows_agreeing(got, ref) >= 22 / 24
+    assert _agreement(got, ref) > 0.97
     e_got = reconstruction_error(w, WeightResult(weight=got), x)
     e_ref = reconstruction_error(w, WeightResult(weight=ref), x)
     assert e_got == pytest.approx(e_ref, rel=0.02)
