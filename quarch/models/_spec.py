@@ -169,6 +169,7 @@ class ModelSpec:
     mla: MLASpec | None = None
     source: str = ""
     _hash: int = field(init=False, repr=False, compare=False)
+    _layer_groups: tuple[LayerGroup, ...] = field(init=False, repr=False, compare=False)
 
     def __hash__(self) -> int:
         # computed once: specs key the op-graph caches, which are hit thousands of times a second
@@ -199,6 +200,8 @@ class ModelSpec:
             )
         values = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
         object.__setattr__(self, "_hash", hash(values))
+        # computed once: the op graph and memory model ask for it on every prediction
+        object.__setattr__(self, "_layer_groups", self._group_layers())
 
     # --- shapes ---------------------------------------------------------------------------
 
@@ -220,6 +223,9 @@ class ModelSpec:
 
     def layer_groups(self) -> tuple[LayerGroup, ...]:
         """The decoder layers grouped by kind: `dense` then `moe`, empty groups left out."""
+        return self._layer_groups
+
+    def _group_layers(self) -> tuple[LayerGroup, ...]:
         if self.moe is None:
             return (LayerGroup("dense", self.num_layers, False),)
         moe = sum(1 for i in range(self.num_layers) if self.moe.is_moe_layer(i))

@@ -198,7 +198,6 @@ def gemm_tile_factor(
     return _gemm_factor(m, n, k, batch, eff.tiles, eff.tile_k, eff.saturating_tile_intensity, units)
 
 
-@lru_cache(maxsize=1 << 16)
 def _gemm_factor(
     m: int,
     n: int,
@@ -242,7 +241,6 @@ def attention_tile_factor(m: int, n: int, batch: int, eff: Efficiency, units: in
     return _attention_factor(m, n, batch, eff.attention_tile, small, units)
 
 
-@lru_cache(maxsize=1 << 16)
 def _attention_factor(
     m: int, n: int, batch: int, tile: tuple[int, int], small_rows: int, units: int
 ) -> float:

@@ -73,7 +73,11 @@ def build_ops(
     return _build(spec, scenario, phase, kv_len, tokens)
 
 
-@lru_cache(maxsize=8192)
+# The graph caches serve reuse within one prediction (prefill graph for memory and time, shared
+# static decode ops) and a few recent scenarios; they are kept small because a search asks new
+# scenarios, and large caches of op objects cost more (memory traffic, garbage collection) than
+# rebuilding does.
+@lru_cache(maxsize=256)
 def _build(
     spec: ModelSpec, scenario: Scenario, phase: Phase, kv_len: int, tokens: int
 ) -> tuple[Op, ...]:
@@ -135,7 +139,7 @@ def _context(spec: ModelSpec, scenario: Scenario, tokens: int) -> Ctx:
 _AttnSlot = tuple[str, int]  # (layer group name, layer count): attention ops go here
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=64)
 def _static_ops(
     spec: ModelSpec, scenario: Scenario, phase: Phase, tokens: int
 ) -> tuple[Ctx, tuple[Op | _AttnSlot, ...]]:

@@ -78,6 +78,17 @@ def stage_layers(num_layers: int, pp: int) -> list[range]:
     return ranges
 
 
+@lru_cache(maxsize=256)
+def _stage_layer_counts(spec: ModelSpec, pp: int) -> tuple[tuple[int, int], ...]:
+    """(dense layers, MoE layers) of each of the `pp` pipeline stages (see `stage_layers`)."""
+    moe = spec.moe
+    counts = []
+    for layers in stage_layers(spec.num_layers, pp):
+        experts = sum(1 for i in layers if moe is not None and moe.is_moe_layer(i))
+        counts.append((len(layers) - experts, experts))
+    return tuple(counts)
+
+
 def kv_elements_per_token_per_layer(spec: ModelSpec, scenario: Scenario) -> float:
     """KV-cache elements one token keeps in one layer on one device (see the module doc)."""
     if spec.mla is not None:
@@ -89,7 +100,7 @@ def kv_elements_per_token_per_layer(spec: ModelSpec, scenario: Scenario) -> floa
 
 def kv_cache_bytes_per_token(spec: ModelSpec, scenario: Scenario, *, stage: int = 0) -> float:
     """KV-cache bytes one token of one sequence takes on a device of pipeline stage `stage`."""
-    layers = len(stage_layers(spec.num_layers, scenario.pp)[stage])
+    layers = sum(_stage_layer_counts(spec, scenario.pp)[stage])
     per_layer = kv_elements_per_token_per_layer(spec, scenario)
     return layers * per_layer * bits_per_element(scenario.kv_format) / 8
 
@@ -138,9 +149,7 @@ def _layer_elements(
     return roles, small
 
 
-def _stage_weights(
-    spec: ModelSpec, scenario: Scenario, stage: int, layers: range
-) -> tuple[float, float]:
+def _stage_weights(spec: ModelSpec, scenario: Scenario, stage: int) -> tuple[float, float]:
     """(weight bytes, scale bytes) on one device of `stage`."""
     act_bytes = bits_per_element(scenario.act_format) / 8
     total = scale = 0.0
@@ -152,9 +161,9 @@ def _stage_weights(
         total += elements * bits / 8
         scale += elements * (bits - _element_bits(fmt)) / 8
 
-    moe = spec.moe
+    counts = _stage_layer_counts(spec, scenario.pp)[stage]
     for moe_layer, group in ((False, "dense"), (True, "moe")):
-        count = sum(1 for i in layers if (moe is not None and moe.is_moe_layer(i)) == moe_layer)
+        count = counts[moe_layer]
         if not count:
             continue
         roles, small = _layer_elements(spec, scenario, moe_layer)
@@ -190,7 +199,7 @@ def memory_per_device(spec: ModelSpec, scenario: Scenario) -> MemoryBreakdown:
     return _memory_per_device(spec, scenario)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=64)  # small: see the graph caches in _graph.py
 def _memory_per_device(spec: ModelSpec, scenario: Scenario) -> MemoryBreakdown:
     check_scenario(spec, scenario)
     length = scenario.prompt_len + scenario.output_len
@@ -199,8 +208,8 @@ def _memory_per_device(spec: ModelSpec, scenario: Scenario) -> MemoryBreakdown:
     tokens = scenario.seqs_per_replica * length
     activations = _activation_peak(spec, scenario)
     best: MemoryBreakdown | None = None
-    for stage, layers in enumerate(stage_layers(spec.num_layers, scenario.pp)):
-        weights, scales = _stage_weights(spec, scenario, stage, layers)
+    for stage in range(scenario.pp):
+        weights, scales = _stage_weights(spec, scenario, stage)
         kv = tokens * kv_cache_bytes_per_token(spec, scenario, stage=stage)
         candidate = MemoryBreakdown(
             weight_bytes=weights,

@@ -60,7 +60,7 @@ class CommKind(StrEnum):
     P2P = "p2p"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(kw_only=True, slots=True, unsafe_hash=True)
 class Op:
     """One operator of one forward pass, on one device, after parallelism.
 

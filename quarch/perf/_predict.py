@@ -267,10 +267,11 @@ def _decode_rows(
     out: list[OpRow] = []
     shown_all: list[tuple[int, tuple[tuple[Op, float], ...]]] = []
     first, last = segments[0][0], segments[-1][1]
+    single = len(segments) == 1
     for i, op in enumerate(first):
         other = last[i]
-        if (op is other or op == other) and all(
-            seg[0][i] == seg[1][i] for seg in segments[1:]
+        if (op is other or op == other) and (
+            single or all(seg[0][i] == seg[1][i] for seg in segments[1:])
         ):  # the same in every graph: not KV-dependent
             out.append(op_row(op, mc, level))
             continue
@@ -298,10 +299,12 @@ def _totals(rows: tuple[OpRow, ...], overhead_s: float) -> tuple[float, float]:
     the overhead, or less when communication is the longest part.
     """
     time = busy = 0.0
-    for row in rows:
-        count, time_s = row[0].count, row[4]
+    for op, compute_s, memory_s, _comm, time_s, _key, _factor, _convert in rows:
+        count = op.count
         time += count * time_s
-        busy += count * min(max(row[1], row[2]), time_s - overhead_s)
+        busy_s = compute_s if compute_s > memory_s else memory_s
+        idle = time_s - overhead_s
+        busy += count * (busy_s if busy_s < idle else idle)
     return time, busy
 
 
@@ -324,7 +327,7 @@ def predict(spec: ModelSpec | str, hw: Hardware | str, scenario: Scenario) -> Pr
     memory = memory_per_device(spec, scenario)
     level = memory_level_for(hw, memory.total_bytes)
     mc = machine(hw)
-    prefill = tuple(op_row(op, mc, level) for op in prefill_ops(spec, scenario))
+    prefill = tuple([op_row(op, mc, level) for op in prefill_ops(spec, scenario)])
     p, steps = scenario.prompt_len, scenario.output_len - 1
     first = decode_ops(spec, scenario, p)
     if steps > 1:

@@ -259,7 +259,7 @@ class OpTime:
         return f"{head} (vs {others})" if others else head
 
 
-_MEMO_LIMIT = 1 << 16  # entries per device memo; beyond it shapes are recomputed, not stored
+_MEMO_LIMIT = 1 << 13  # entries per device shape memo; when full it starts over
 
 OpRow = tuple[Op, float, float, float, float, str, float, float]
 """An op's times without the `OpTime` object: (op, compute_s, memory_s, comm_s, time_s, rate_key,
@@ -279,7 +279,6 @@ class Machine:
     plans: dict[tuple[str, str], RatePlan]  # memo of matrix_rate for this device
     gemm_factors: dict[tuple[int, int, int, int], tuple[float, int]]  # memo by (m, n, k, batch)
     attention_factors: dict[tuple[int, int, int], float]  # memo by (m, n, batch)
-    rows: dict[tuple[Op, int], OpRow]  # memo of op_row by (op, memory level)
 
     def plan(self, stored_format: str, act_format: str) -> RatePlan:
         key = (stored_format, act_format)
@@ -305,7 +304,6 @@ def machine(hw: Hardware) -> Machine:
         plans={},
         gemm_factors={},
         attention_factors={},
-        rows={},
     )
 
 
@@ -381,8 +379,9 @@ def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
         factor = mc.attention_factors.get(akey, 0.0)
         if not factor:
             factor = attention_tile_factor(op.m, op.n, op.batch, eff, mc.units)
-            if len(mc.attention_factors) < _MEMO_LIMIT:
-                mc.attention_factors[akey] = factor
+            if len(mc.attention_factors) >= _MEMO_LIMIT:
+                mc.attention_factors.clear()  # bounded: new scenarios bring new shapes
+            mc.attention_factors[akey] = factor
         frac = eff.attention_fraction
         uses = -(-op.m // eff.attention_tile[0])
     else:
@@ -392,8 +391,9 @@ def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
         found = mc.gemm_factors.get(gkey)
         if found is None:
             found = gemm_tile_factor(op.m, op.n, op.k, op.batch, eff, mc.units)
-            if len(mc.gemm_factors) < _MEMO_LIMIT:
-                mc.gemm_factors[gkey] = found
+            if len(mc.gemm_factors) >= _MEMO_LIMIT:
+                mc.gemm_factors.clear()  # bounded: new scenarios bring new shapes
+            mc.gemm_factors[gkey] = found
         factor, rows = found
         frac = eff.matmul_fraction
         uses = -(-op.m // rows)
@@ -409,22 +409,11 @@ def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
 
 
 def op_row(op: Op, mc: Machine, memory_level: int) -> OpRow:
-    """The times of one instance of `op` as a row (see `op_time`), memoized per device.
+    """The times of one instance of `op` as a row (see `op_time`).
 
-    An op's time depends only on the op, the device and the memory level, and a search asks for
-    the same ops over and over (changing the KV format leaves the MLP's GEMMs as they were).
+    Not memoized by op: hashing an op's 18 fields costs about as much as pricing it, and new
+    scenarios bring new ops. The shape factors, which are costly and recur, are memoized.
     """
-    key = (op, memory_level)
-    row = mc.rows.get(key)
-    if row is None:
-        row = _op_row(op, mc, memory_level)
-        if len(mc.rows) >= _MEMO_LIMIT * 4:
-            mc.rows.clear()  # bounded memory: start over rather than grow without end
-        mc.rows[key] = row
-    return row
-
-
-def _op_row(op: Op, mc: Machine, memory_level: int) -> OpRow:
     kind = op.kind
     convert_s, factor, key = 0.0, 1.0, "none"
     if kind is OpKind.MATMUL or kind is OpKind.ROUTER or kind is OpKind.ATTENTION:

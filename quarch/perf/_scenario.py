@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -83,23 +84,27 @@ class Scenario:
         return self._hash
 
     def __post_init__(self) -> None:
-        for name in ("batch", "prompt_len", "output_len", "tp", "pp", "ep", "dp"):
-            _check_positive(name, getattr(self, name))
+        # a search builds a scenario per trial: the common case (plain ints, no overrides) is
+        # checked without calls; anything else goes through the full checks, which raise
+        for name in _COUNT_FIELDS:
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                _check_positive(name, value)
         if self.batch % self.dp:
             raise ValueError(
                 f"Scenario.batch={self.batch} must be divisible by dp={self.dp} "
                 "(each attention replica serves batch / dp sequences)"
             )
         overrides = self.weight_overrides
-        pairs = tuple(sorted(dict(overrides).items()))
+        pairs = () if overrides == () else tuple(sorted(dict(overrides).items()))
         object.__setattr__(self, "weight_overrides", pairs)
-        for name in ("weight_format", "act_format", "kv_format"):
-            _check_format(f"Scenario.{name}", getattr(self, name))
+        _check_format("Scenario.weight_format", self.weight_format)
+        _check_format("Scenario.act_format", self.act_format)
+        _check_format("Scenario.kv_format", self.kv_format)
         for key, fmt in pairs:
             _check_override_key(key)
             _check_format(f"Scenario.weight_overrides[{key!r}]", fmt)
-        values = tuple(getattr(self, f.name) for f in fields(self) if f.compare)
-        object.__setattr__(self, "_hash", hash(values))
+        object.__setattr__(self, "_hash", hash(_hashed_values(self)))
 
     @property
     def num_devices(self) -> int:
@@ -120,6 +125,11 @@ class Scenario:
             if key in table:
                 return table[key]
         return self.weight_format
+
+
+_COUNT_FIELDS = ("batch", "prompt_len", "output_len", "tp", "pp", "ep", "dp")
+_hashed_values = attrgetter(*(f.name for f in fields(Scenario) if f.compare))
+"""The tuple of a scenario's compared fields, which its hash is computed from."""
 
 
 def _check_format(where: str, fmt: object) -> None:
@@ -162,6 +172,8 @@ def check_scenario(spec: ModelSpec, scenario: Scenario) -> None:
             f"Scenario.pp={scenario.pp} exceeds {spec.name}'s {spec.num_layers} layers"
         )
     _check_ep(spec, tp, ep, dp)
+    if not scenario.weight_overrides:
+        return
     groups = {g.name for g in spec.layer_groups()}
     for key in dict(scenario.weight_overrides):
         head = key.split(".", 1)[0]
