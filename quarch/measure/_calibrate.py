@@ -358,8 +358,12 @@ def calibrate(
         The measurements, the fit and the Hardware document (`CalibrationResult.write`).
 
     Raises:
-        ValueError: an unusable device or thread count.
+        ValueError: an unusable device, thread count or name (checked before any timing).
     """
+    if name is not None and (name != name.lower() or any(c.isspace() for c in name) or not name):
+        raise ValueError(
+            f"--name must be a catalog name, lowercase with no spaces (e.g. 'my-cpu'), got {name!r}"
+        )
     dev = str(check_device(device))
     stat = Statistic(stat)
     load_before = load_average()

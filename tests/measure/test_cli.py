@@ -87,3 +87,13 @@ def test_validate_reports_a_missing_file(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["validate", "--hw", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2
     assert "no Hardware file" in res.output
+
+
+def test_calibrate_rejects_a_bad_name_before_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_timing(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("timed before checking the name")
+
+    monkeypatch.setattr(_calibrate, "run_steps", no_timing)
+    result = CliRunner().invoke(app, ["calibrate", "--name", "My CPU"])
+    assert result.exit_code == 2
+    assert "lowercase with no spaces" in result.output

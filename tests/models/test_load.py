@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from quarch.models import LoadedModel, ModelKind, byte_tokenizer, load_model, tiny_llama
+from quarch.models import _load as load_module
 from quarch.models._shipped import check_gguf, check_safetensors
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -232,6 +233,63 @@ def test_gguf_round_trip(tiny: LoadedModel, tiny_gguf: tuple[Path, dict]) -> Non
     # A plain dense model again: no GGUF quantizer left to block dtype casts.
     assert loaded.model.hf_quantizer is None
     loaded.model.to(torch.bfloat16)
+
+
+def test_gguf_conversion_is_cached(
+    tiny_gguf: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, stored = tiny_gguf
+    monkeypatch.setenv("QUARCH_CACHE", str(tmp_path / "cache"))
+    first = load_model(path)
+    folders = list((tmp_path / "cache" / "gguf").iterdir())
+    assert [f.name.startswith("tiny.Q8_0-mlp-") for f in folders] == [True]
+    assert (folders[0] / "model.safetensors").is_file()
+
+    def no_conversion(*_args: object) -> None:
+        raise AssertionError("converted the GGUF again instead of reading the cache")
+
+    monkeypatch.setattr(load_module, "_convert_gguf", no_conversion)
+    second = load_model(path, dtype=torch.bfloat16)
+    assert second.kind == ModelKind.GGUF
+    assert second.note == first.note + ", loaded as bfloat16"
+    state = second.model.state_dict()
+    for name, weight in stored.items():
+        assert torch.equal(state[name], weight.to(torch.bfloat16)), name
+    assert second.tokenizer(TEXT)["input_ids"] == first.tokenizer(TEXT)["input_ids"]
+    third = load_model(path)
+    assert torch.equal(_logits(third), _logits(first))
+
+
+def test_gguf_cache_repairs_itself_and_can_be_turned_off(
+    tiny_gguf: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, stored = tiny_gguf
+    monkeypatch.setenv("QUARCH_CACHE", str(tmp_path / "cache"))
+    load_model(path)
+    (folder,) = (tmp_path / "cache" / "gguf").iterdir()
+    (folder / "model.safetensors").write_bytes(b"garbage")  # a damaged copy
+    again = load_model(path)
+    for name, weight in stored.items():
+        assert torch.equal(again.model.state_dict()[name], weight), name
+    assert check_safetensors(folder / "model.safetensors")  # rewritten whole
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".converting-")]
+
+    monkeypatch.setenv("QUARCH_CACHE", "off")
+    assert load_module.cache_root() is None
+    load_model(path)  # converts, writes nothing
+
+
+def test_gguf_cache_that_cannot_be_written_warns(
+    tiny_gguf: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, stored = tiny_gguf
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("QUARCH_CACHE", str(blocker))
+    with pytest.warns(UserWarning, match="could not cache the converted GGUF model"):
+        loaded = load_model(path)
+    for name, weight in stored.items():
+        assert torch.equal(loaded.model.state_dict()[name], weight), name
 
 
 def test_gguf_header_check(tiny_gguf: tuple[Path, dict]) -> None:
