@@ -130,15 +130,37 @@ def eval_verb(
     trust_remote_code: Annotated[
         bool, typer.Option(help="allow model code shipped with the checkpoint to run")
     ] = False,
+    tasks: Annotated[
+        str | None,
+        typer.Option(
+            help="also run lm-eval-harness tasks, comma-separated (needs the `lm-eval` extra "
+            "and the tasks' data in the local datasets cache)"
+        ),
+    ] = None,
+    task_limit: Annotated[
+        int | None, typer.Option(help="first N examples of each task [default: all]")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON record")] = False,
 ) -> None:
     """Perplexity of a model on a text (GPTQ protocol: non-overlapping windows)."""
+    from quarch.eval import _tasks
     from quarch.eval._corpus import select_text
     from quarch.models._load import load_model
 
     try:
+        names = [t.strip() for t in tasks.split(",")] if tasks is not None else []
+        if tasks is not None:
+            if not all(names):
+                raise ValueError(f"--tasks must be comma-separated task names, got {tasks!r}")
+            _tasks.require_harness()
         text = select_text(text_file=text_file, dataset=dataset)
         loaded = load_model(model, dtype=_dtype(dtype), trust_remote_code=trust_remote_code)
+        extra = None
+        if names:
+            scores = _tasks.evaluate_tasks(
+                loaded.model, loaded.tokenizer, names, limit=task_limit, batch_size=batch_size
+            )
+            extra = {"tasks": scores}
         run_eval(
             loaded,
             text,
@@ -146,6 +168,7 @@ def eval_verb(
             max_windows=max_windows,
             batch_size=batch_size,
             as_json=as_json,
+            extra=extra,
         )
     except (ValueError, TypeError, ImportError) as error:
         typer.echo(f"error: {error}", err=True)

@@ -17,6 +17,22 @@ LM_EVAL_EXTRA = "lm-eval"
 """The PyPI package that provides `lm_eval`."""
 
 
+def require_harness() -> None:
+    """Raise the `evaluate_tasks` ImportError now, before a model is loaded, if `lm_eval` is
+    missing."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("lm_eval") is not None
+    except (ImportError, ValueError):  # a None entry in sys.modules (tests), a broken install
+        found = False
+    if not found:
+        raise ImportError(
+            f"task evaluation needs the optional `{LM_EVAL_EXTRA}` package (pip install "
+            f"'quarch[{LM_EVAL_EXTRA}]') with its task data in the local cache"
+        )
+
+
 def evaluate_tasks(
     model: Any,
     tokenizer: Any,
