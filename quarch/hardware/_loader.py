@@ -424,8 +424,11 @@ def load_memory_tech(path: str | Path | None = None) -> dict[str, dict[str, Any]
 
 @lru_cache(maxsize=8)
 def _load_memory_tech(path: str, mtime_ns: int) -> dict[str, dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        doc = yaml.safe_load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{Path(path).name}: not valid YAML: {err}") from None
     ctx = _Ctx(file=Path(path).name, sources={})
     top = _mapping(ctx, doc, "(top level)")
     _keys(ctx, top, "", ("name", "sources", "technologies"))

@@ -319,7 +319,11 @@ def load_model_spec(name_or_path: str | Path | Mapping[str, Any]) -> ModelSpec:
     if path.is_file():
         text = path.read_text(encoding="utf-8")
         if path.suffix in (".yaml", ".yml"):
-            return _from_yaml_data(yaml.safe_load(text), str(path))
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ValueError(f"{path}: not valid YAML: {err}") from None
+            return _from_yaml_data(data, str(path))
         try:
             config = json.loads(text)
         except json.JSONDecodeError as err:

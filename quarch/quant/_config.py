@@ -204,23 +204,37 @@ class QuantConfig:
 
     @staticmethod
     def from_json(text: str) -> QuantConfig:
-        return QuantConfig.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"not valid JSON: {err}") from None
+        return QuantConfig.from_dict(data)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @staticmethod
     def from_yaml(text: str) -> QuantConfig:
-        return QuantConfig.from_dict(yaml.safe_load(text))
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"not valid YAML: {err}") from None
+        return QuantConfig.from_dict(data)
 
     @staticmethod
     def load(path: str) -> QuantConfig:
         """Read a `.json` file, or YAML otherwise."""
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        return (
-            QuantConfig.from_json(text) if path.endswith(".json") else QuantConfig.from_yaml(text)
-        )
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"cannot read the QuantConfig file {path!r}: {err}") from None
+        try:
+            if path.endswith(".json"):
+                return QuantConfig.from_json(text)
+            return QuantConfig.from_yaml(text)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{path}: {err}") from None
 
 
 def _role(value: Any) -> Role:

@@ -29,7 +29,10 @@ def study_data(study: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
     if study is not None:
         if not study.is_file():
             raise ValueError(f"study file {str(study)!r} does not exist")
-        loaded = yaml.safe_load(study.read_text(encoding="utf-8")) or {}
+        try:
+            loaded = yaml.safe_load(study.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"study file {str(study)!r} is not valid YAML: {err}") from None
         if not isinstance(loaded, dict):
             raise TypeError(f"{study}: a study file must hold a mapping")
         data = loaded

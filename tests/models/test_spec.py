@@ -288,3 +288,10 @@ def test_sliding_window_from_mistral_config() -> None:
     assert spec_from_hf_config(_tiny_config(sliding_window=16)).sliding_window is None
     with pytest.raises(ValueError, match="use_sliding_window"):
         spec_from_hf_config(_tiny_config(model_type="qwen2", use_sliding_window=True))
+
+
+def test_malformed_yaml_spec_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "spec.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ValueError, match=r"spec\.yaml: not valid YAML"):
+        load_model_spec(bad)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -135,3 +137,16 @@ def test_bad_role_and_keys() -> None:
 def test_unknown_rotation() -> None:
     with pytest.raises(ValueError, match="hadamard"):
         QuantConfig.uniform(weights="int8", rotation="givens")
+
+
+def test_malformed_config_files_name_the_file(tmp_path: Path) -> None:
+    bad_yaml = tmp_path / "cfg.yaml"
+    bad_yaml.write_text("rules: [unclosed\n")
+    with pytest.raises(ValueError, match=r"cfg\.yaml: not valid YAML"):
+        QuantConfig.load(str(bad_yaml))
+    bad_json = tmp_path / "cfg.json"
+    bad_json.write_text('{"rules": ')
+    with pytest.raises(ValueError, match=r"cfg\.json: not valid JSON"):
+        QuantConfig.load(str(bad_json))
+    with pytest.raises(ValueError, match="cannot read the QuantConfig file"):
+        QuantConfig.load(str(tmp_path / "missing.yaml"))

@@ -136,3 +136,16 @@ def test_template_study() -> None:
     assert params["systolic_rows"].reference == 64
     with pytest.raises(ValueError, match=r"grid cannot sample hardware\.template ranges"):
         study_from_dict({**spec.to_dict(), "search": {"sampler": "grid"}})
+
+
+def test_explore_cli_malformed_yaml_is_a_clear_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from quarch.cli import app
+
+    bad = tmp_path / "study.yaml"
+    bad.write_text("model: [unclosed\n")
+    result = CliRunner().invoke(app, ["explore", str(bad), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "is not valid YAML" in result.output
+    assert not (tmp_path / "out").exists()
