@@ -249,6 +249,11 @@ def _power(ctx: _Ctx, node: Any) -> tuple[float, float]:
     return tdp, idle
 
 
+def is_catalog_name(name: str) -> bool:
+    """Whether `name` can name a device: non-empty, lowercase, no spaces."""
+    return bool(name) and name == name.lower() and not any(c.isspace() for c in name)
+
+
 def hardware_from_dict(doc: Any, where: str = "<dict>") -> Hardware:
     """Validate a parsed Hardware document and build the `Hardware`.
 
@@ -264,7 +269,7 @@ def hardware_from_dict(doc: Any, where: str = "<dict>") -> Hardware:
     _keys(ctx, top, "", _TOP_REQUIRED, _TOP_OPTIONAL)
     ctx.sources = _sources(ctx, top["sources"])
     name = _string(ctx, top, "name", "")
-    if name != name.lower() or any(c.isspace() for c in name):
+    if not is_catalog_name(name):
         raise ctx.error("name", f"must be lowercase with no spaces, got {name!r}")
     clock_lo, clock_hi = CLOCK_RANGE_HZ
     tdp, idle = _power(ctx, top["power"])

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from quarch.hardware import DeviceClass, Hardware, MemoryLevel, hardware_from_dict
+from quarch.hardware._loader import is_catalog_name
 from quarch.measure._attention import time_attention
 from quarch.measure._bench import (
     Measurement,
@@ -360,7 +361,7 @@ def calibrate(
     Raises:
         ValueError: an unusable device, thread count or name (checked before any timing).
     """
-    if name is not None and (name != name.lower() or any(c.isspace() for c in name) or not name):
+    if name is not None and not is_catalog_name(name):
         raise ValueError(
             f"--name must be a catalog name, lowercase with no spaces (e.g. 'my-cpu'), got {name!r}"
         )

@@ -10,8 +10,9 @@ on two cores (it parses the whole header, vocabulary included, three times over)
 dequantized float32 weights (safetensors), config and tokenizer are kept in a cache directory
 (`$QUARCH_CACHE`, else `$XDG_CACHE_HOME/quarch`, else `~/.cache/quarch`; `QUARCH_CACHE=off`
 disables it) keyed by the file's path, size and modification time and the transformers version,
-and later loads read that directory (~2 s). The cache is written to a temporary directory and
-renamed into place, so an interrupted conversion leaves nothing half-written behind.
+and later loads read that directory (0.3 s for the shipped model). The cache is written to a
+temporary directory and renamed into place, so an interrupted conversion leaves nothing
+half-written behind.
 
 `tiny_llama` builds a small random LLaMA (2 layers, hidden 64, grouped-query attention) with a
 byte-level tokenizer in a fraction of a second, for tests here and in other subpackages.
@@ -200,6 +201,8 @@ def _write_cache(folder: Path, model: Any, tokenizer: Any, source: Path, note: s
         tokenizer.save_pretrained(tmp)
         marker = {"version": _CACHE_VERSION, "source": str(source), "note": note}
         (tmp / _CACHE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if folder.exists() and _read_marker(folder) is None:
+            shutil.rmtree(folder)  # a leftover without a valid marker: never a finished copy
         try:
             tmp.rename(folder)
             tmp = None
