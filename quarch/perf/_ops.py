@@ -60,7 +60,7 @@ class CommKind(StrEnum):
     P2P = "p2p"
 
 
-@dataclass(kw_only=True, slots=True, unsafe_hash=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Op:
     """One operator of one forward pass, on one device, after parallelism.
 
