@@ -9,6 +9,7 @@
 from quarch.hardware._loader import (
     CATALOG_DIR,
     hardware_from_dict,
+    is_catalog_name,
     list_hardware,
     load_hardware,
     load_memory_tech,
@@ -38,6 +39,7 @@ __all__ = [
     "Topology",
     "accelerator",
     "hardware_from_dict",
+    "is_catalog_name",
     "list_hardware",
     "load_hardware",
     "load_memory_tech",

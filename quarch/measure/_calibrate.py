@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quarch.hardware import DeviceClass, Hardware, MemoryLevel, hardware_from_dict
-from quarch.hardware._loader import is_catalog_name
+from quarch.hardware import DeviceClass, Hardware, MemoryLevel, hardware_from_dict, is_catalog_name
 from quarch.measure._attention import time_attention
 from quarch.measure._bench import (
     Measurement,

@@ -10,6 +10,12 @@ from quarch.models._config import (
 from quarch.models._load import LoadedModel, ModelKind, byte_tokenizer, load_model, tiny_llama
 from quarch.models._shipped import shipped_gguf_path
 from quarch.models._spec import LayerGroup, MLASpec, ModelSpec, MoESpec
+from quarch.models._tensors import (
+    WeightFile,
+    count_weight_tensors,
+    iter_weight_tensors,
+    open_weight_file,
+)
 
 __all__ = [
     "SUPPORTED_FAMILIES",
@@ -19,10 +25,14 @@ __all__ = [
     "MoESpec",
     "ModelKind",
     "ModelSpec",
+    "WeightFile",
     "byte_tokenizer",
+    "count_weight_tensors",
+    "iter_weight_tensors",
     "list_models",
     "load_model",
     "load_model_spec",
+    "open_weight_file",
     "shipped_gguf_path",
     "spec_from_dict",
     "spec_from_hf_config",
