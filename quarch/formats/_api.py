@@ -26,17 +26,14 @@ from quarch.formats._scaling import (
     tensor_scale,
 )
 from quarch.formats._spec import (
-    Codebook,
+    Element,
     Format,
     IntElement,
-    IntGrid,
     Minifloat,
     Pow2Scale,
-    PowerOfTwo,
     RoundMode,
     ScaleRule,
     ScalingKind,
-    Ternary,
 )
 
 _FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -69,7 +66,7 @@ def _check_input(fmt: Format, x: torch.Tensor) -> None:
         raise TypeError(f"expected a float32, bfloat16 or float16 tensor, got {x.dtype}")
 
 
-def _element(fmt: Format) -> object:
+def _element(fmt: Format) -> Element:
     el = fmt.element
     if isinstance(el, Minifloat) and fmt.scaling.kind is not ScalingKind.NONE:
         return dataclasses.replace(el, saturate=True)
@@ -78,26 +75,13 @@ def _element(fmt: Format) -> object:
 
 def cast_element(fmt: Format, v: torch.Tensor) -> torch.Tensor:
     """Round float32 values (already divided by their scale) onto the element grid."""
-    r = fmt.rounding
-    match _element(fmt):
-        case Minifloat() as mf:
-            return _minifloat.cast(mf, v, r)
-        case IntElement() as it:
-            return _elements.cast_int(it, v, r)
-        case PowerOfTwo() as p:
-            return _elements.cast_pow2(p, v, r)
-        case Ternary():
-            return _elements.cast_ternary(v, r)
-        case Codebook() as cb:
-            return _elements.cast_codebook(cb, v, r)
-    raise AssertionError(fmt.element)
+    return _elements.cast(_element(fmt), v, fmt.rounding)
 
 
 def _compute_block_scales(
     fmt: Format, xb: torch.Tensor, shape: tuple[int, ...], ts: torch.Tensor | None
 ) -> Scales:
-    el = fmt.element
-    if isinstance(el, IntElement) and el.grid is IntGrid.ASYM:
+    if fmt.zero_point_bits:  # asymmetric integers: a scale and a zero-point per block
         if fmt.scaling.rule is ScaleRule.MSE:
             return _mse_search(fmt, xb, ts, asym=True)
         s, zp = asym_scales(fmt, xb)

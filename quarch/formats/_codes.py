@@ -17,54 +17,7 @@ from quarch.formats._api import (
 )
 from quarch.formats._blocks import from_blocks, grid_shape, to_blocks
 from quarch.formats._scaling import Scales, fixed_point_shift
-from quarch.formats._spec import (
-    Codebook,
-    Format,
-    IntElement,
-    IntGrid,
-    Minifloat,
-    Pow2Scale,
-    PowerOfTwo,
-    Rounding,
-    ScalingKind,
-    Ternary,
-)
-
-
-def element_codes(fmt: Format, q: torch.Tensor) -> torch.Tensor:
-    """Codes of element values `q` that lie on the element grid."""
-    match _element(fmt):
-        case Minifloat() as mf:
-            return _minifloat.encode(mf, q)
-        case PowerOfTwo() as p:
-            return _minifloat.encode(p.as_minifloat, q)
-        case IntElement() as it:
-            c = torch.nan_to_num(q).to(torch.int64)
-            return c if it.grid is IntGrid.ASYM else c & ((1 << it.bits) - 1)
-        case Ternary():
-            return torch.nan_to_num(q).to(torch.int64) & 3
-        case Codebook() as cb:
-            return _elements.codebook_index(cb, q, Rounding())  # q is on the table: exact
-    raise AssertionError(fmt.element)
-
-
-def element_values(fmt: Format, codes: torch.Tensor) -> torch.Tensor:
-    """float32 element values of codes (inverse of `element_codes`)."""
-    c = codes.to(torch.int64)
-    match _element(fmt):
-        case Minifloat() as mf:
-            return _minifloat.decode(mf, c)
-        case PowerOfTwo() as p:
-            return _minifloat.decode(p.as_minifloat, c)
-        case IntElement() as it:
-            if it.grid is IntGrid.ASYM:
-                return c.to(torch.float32)
-            return torch.where(c >= 1 << (it.bits - 1), c - (1 << it.bits), c).to(torch.float32)
-        case Ternary():
-            return torch.where(c == 3, -1, c).to(torch.float32)
-        case Codebook() as cb:
-            return torch.tensor(cb.values, dtype=torch.float32)[c]
-    raise AssertionError(fmt.element)
+from quarch.formats._spec import Format, Pow2Scale, ScalingKind
 
 
 def _scale_codes(fmt: Format, s: torch.Tensor) -> torch.Tensor:
@@ -102,7 +55,7 @@ def encode(fmt: Format, x: torch.Tensor) -> Encoded:
             dtype=x.dtype,
         )
     if fmt.scaling.kind is ScalingKind.NONE:
-        codes = element_codes(fmt, cast_element(fmt, xf))
+        codes = _elements.encode(_element(fmt), cast_element(fmt, xf))
         return Encoded(
             codes=codes.to(torch.int32),
             scale_codes=None,
@@ -117,7 +70,7 @@ def encode(fmt: Format, x: torch.Tensor) -> Encoded:
     if s.zero_point is not None:
         v = v + s.zero_point.unsqueeze(-1)
     qb = cast_element(fmt, v)
-    codes = from_blocks(fmt.scaling, element_codes(fmt, qb), shape)
+    codes = from_blocks(fmt.scaling, _elements.encode(_element(fmt), qb), shape)
     zp = None if s.zero_point is None else torch.nan_to_num(s.zero_point).to(torch.int32)
     return Encoded(
         codes=codes.to(torch.int32),
@@ -133,7 +86,7 @@ def decode(fmt: Format, enc: Encoded) -> torch.Tensor:
     """The tensor `enc` stands for: equal to `quantize(fmt, x)` for `enc = encode(fmt, x)`."""
     if math.prod(enc.shape) == 0:
         return torch.zeros(enc.shape, dtype=enc.dtype)
-    vals = element_values(fmt, enc.codes)
+    vals = _elements.decode(_element(fmt), enc.codes)
     if fmt.scaling.kind is ScalingKind.NONE:
         return vals.reshape(enc.shape).to(enc.dtype)
     if enc.scale_codes is None:

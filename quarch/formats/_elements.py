@@ -1,8 +1,10 @@
-"""Element codecs other than minifloats: integers, powers of two, ternary, codebooks.
+"""Element codecs: what each element kind does, dispatched in one place.
 
-Each rounds a float32 tensor already divided by its scale onto the element's grid (`cast`), and
-maps grid values to integer codes and back (`encode`, `decode`). Integers round with
-`_round.round_to_quantum` at quantum 1, so every rounding mode is exact at ties.
+`cast` rounds a float32 tensor already divided by its scale onto the element's grid; `encode`
+maps grid values to the integer codes a device stores and `decode` maps them back. Minifloats
+(and powers of two, stored as exponent-only minifloats) go to `_minifloat`; integers, ternary
+and codebooks are here. Integers round with `_round.round_to_quantum` at quantum 1, so every
+rounding mode is exact at ties.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ import torch
 
 from quarch.formats import _minifloat
 from quarch.formats._round import round_to_quantum
-from quarch.formats._spec import Codebook, IntElement, PowerOfTwo, Rounding, RoundMode, Ternary
+from quarch.formats._spec import (
+    Codebook,
+    Element,
+    IntElement,
+    IntGrid,
+    Minifloat,
+    PowerOfTwo,
+    Rounding,
+    RoundMode,
+    Ternary,
+)
 
 # NormalFloat4 (Dettmers et al., "QLoRA", arXiv:2305.14314, appendix E): quantiles of N(0, 1)
 # normalised to [-1, 1], with an exact zero. The published table, to float32 precision.
@@ -50,10 +62,6 @@ def cast_int(el: IntElement, x: torch.Tensor, rounding: Rounding, *, stream: int
     """Integers in [qmin, qmax] (zero-point already added for asym); never −0, which two's
     complement cannot hold (adding +0 turns −0 into +0 under IEEE rounding)."""
     return round_integer(x, rounding, stream=stream).clamp(el.qmin, el.qmax) + 0.0
-
-
-def cast_pow2(el: PowerOfTwo, x: torch.Tensor, rounding: Rounding, *, stream: int = 0):
-    return _minifloat.cast(el.as_minifloat, x, rounding, stream=stream)
 
 
 def cast_ternary(x: torch.Tensor, rounding: Rounding, *, stream: int = 0) -> torch.Tensor:
@@ -125,3 +133,55 @@ def codebook_from_values(values: tuple[float, ...], name: str | None = None) -> 
 
 NF4 = Codebook(values=NF4_VALUES, name="nf4")
 TERNARY = Ternary()
+
+
+def _coded(el: Element) -> Element:
+    """The element as it is rounded and coded: a power of two is the exponent-only minifloat
+    it stands for (`PowerOfTwo.as_minifloat`), every other element itself."""
+    return el.as_minifloat if isinstance(el, PowerOfTwo) else el
+
+
+def cast(el: Element, x: torch.Tensor, rounding: Rounding) -> torch.Tensor:
+    """Round float32 values (already divided by their scale) onto the grid of `el`."""
+    match _coded(el):
+        case Minifloat() as mf:
+            return _minifloat.cast(mf, x, rounding)
+        case IntElement() as it:
+            return cast_int(it, x, rounding)
+        case Ternary():
+            return cast_ternary(x, rounding)
+        case Codebook() as cb:
+            return cast_codebook(cb, x, rounding)
+    raise AssertionError(el)
+
+
+def encode(el: Element, q: torch.Tensor) -> torch.Tensor:
+    """int64 codes of values `q` that lie on the grid of `el`."""
+    match _coded(el):
+        case Minifloat() as mf:
+            return _minifloat.encode(mf, q)
+        case IntElement() as it:
+            c = torch.nan_to_num(q).to(torch.int64)
+            return c if it.grid is IntGrid.ASYM else c & ((1 << it.bits) - 1)
+        case Ternary():
+            return torch.nan_to_num(q).to(torch.int64) & 3
+        case Codebook() as cb:
+            return codebook_index(cb, q, Rounding())  # q is on the table: exact
+    raise AssertionError(el)
+
+
+def decode(el: Element, codes: torch.Tensor) -> torch.Tensor:
+    """float32 values of the codes of `el` (inverse of `encode`)."""
+    c = codes.to(torch.int64)
+    match _coded(el):
+        case Minifloat() as mf:
+            return _minifloat.decode(mf, c)
+        case IntElement() as it:
+            if it.grid is IntGrid.ASYM:
+                return c.to(torch.float32)
+            return torch.where(c >= 1 << (it.bits - 1), c - (1 << it.bits), c).to(torch.float32)
+        case Ternary():
+            return torch.where(c == 3, -1, c).to(torch.float32)
+        case Codebook() as cb:
+            return torch.tensor(cb.values, dtype=torch.float32)[c]
+    raise AssertionError(el)

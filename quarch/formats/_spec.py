@@ -158,8 +158,20 @@ class IntElement:
         return self.bits - 2
 
 
+class _UnitTop:
+    """An element grid whose largest magnitude is 1 = 2^0."""
+
+    @property
+    def max(self) -> float:
+        return 1.0
+
+    @property
+    def emax(self) -> int:
+        return 0
+
+
 @dataclass(frozen=True, kw_only=True)
-class PowerOfTwo:
+class PowerOfTwo(_UnitTop):
     """Zero and ±2^-j for j = 0 … 2^(bits-1) - 2."""
 
     bits: int
@@ -177,24 +189,10 @@ class PowerOfTwo:
             saturate=True,
         )
 
-    @property
-    def max(self) -> float:
-        return 1.0
-
-    @property
-    def emax(self) -> int:
-        return 0
-
 
 @dataclass(frozen=True, kw_only=True)
-class Ternary:
-    @property
-    def max(self) -> float:
-        return 1.0
-
-    @property
-    def emax(self) -> int:
-        return 0
+class Ternary(_UnitTop):
+    """The grid {-1, 0, 1}."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,10 +313,14 @@ class Format:
         n = self.scaling.elements_per_scale
         if n is None:
             return self.element_bits
-        extra = self.scaling.scale_format.bits
-        if isinstance(self.element, IntElement) and self.element.grid is IntGrid.ASYM:
-            extra += self.element.bits  # one zero-point per block, stored at the element width
-        return self.element_bits + extra / n
+        return self.element_bits + (self.scaling.scale_format.bits + self.zero_point_bits) / n
+
+    @property
+    def zero_point_bits(self) -> int:
+        """Bits of one block's zero-point: asymmetric integers store one at the element width;
+        every other format stores none (0)."""
+        el = self.element
+        return el.bits if isinstance(el, IntElement) and el.grid is IntGrid.ASYM else 0
 
     def storage_bits(self, shape: tuple[int, ...]) -> int:
         """Exact storage of a tensor of `shape`: elements, scales, zero-points, tensor scale."""
@@ -326,8 +328,6 @@ class Format:
 
         numel = math.prod(shape)
         blocks = num_scale_blocks(self, shape)
-        per_block = self.scaling.scale_format.bits if blocks else 0
-        if isinstance(self.element, IntElement) and self.element.grid is IntGrid.ASYM:
-            per_block += self.element.bits
+        per_block = self.scaling.scale_format.bits + self.zero_point_bits
         tensor = 32 if self.scaling.tensor_scale else 0
         return math.ceil(numel * self.element_bits) + blocks * per_block + tensor
