@@ -140,41 +140,41 @@ def _mixtral(f: _Fields) -> dict[str, Any]:
     return _mistral(f) | {"moe": moe}
 
 
-def _qwen_moe_layers(f: _Fields) -> dict[str, Any]:
-    only = f.config.get("mlp_only_layers") or []
-    if not isinstance(only, list) or not all(isinstance(i, int) for i in only):
-        raise ValueError(f"{f.where}: field 'mlp_only_layers' must be a list of layer indices")
-    # Qwen2MoeDecoderLayer: experts when (layer_idx + 1) % decoder_sparse_step == 0
-    return {
-        "layer_period": f.get_int("decoder_sparse_step", 1),
-        "layer_offset": 1,
-        "dense_layers": tuple(only),
-    }
-
-
-def _qwen2_moe(f: _Fields) -> dict[str, Any]:
-    shared = f.get_int("shared_expert_intermediate_size", 0)
-    moe = MoESpec(
+def _qwen_moe(f: _Fields, **shared: Any) -> MoESpec:
+    """The routed experts of a Qwen2-MoE / Qwen3-MoE config (`shared`: its shared expert)."""
+    return MoESpec(
         num_experts=f.get_int("num_experts"),
         experts_per_token=f.get_int("num_experts_per_tok"),
         expert_intermediate_size=f.get_int("moe_intermediate_size"),
-        num_shared_experts=1 if shared else 0,
-        shared_intermediate_size=shared,
-        shared_expert_gate=bool(shared),
-        **_qwen_moe_layers(f),
+        dense_layers=_qwen_dense_layers(f),
+        # Qwen2MoeDecoderLayer: experts when (layer_idx + 1) % decoder_sparse_step == 0
+        layer_period=f.get_int("decoder_sparse_step", 1),
+        layer_offset=1,
+        **shared,
+    )
+
+
+def _qwen_dense_layers(f: _Fields) -> tuple[int, ...]:
+    only = f.config.get("mlp_only_layers") or []
+    if not isinstance(only, list) or not all(isinstance(i, int) for i in only):
+        raise ValueError(f"{f.where}: field 'mlp_only_layers' must be a list of layer indices")
+    return tuple(only)
+
+
+def _qwen2_moe(f: _Fields) -> dict[str, Any]:
+    size = f.get_int("shared_expert_intermediate_size", 0)
+    moe = _qwen_moe(
+        f,
+        num_shared_experts=1 if size else 0,
+        shared_intermediate_size=size,
+        shared_expert_gate=bool(size),
     )
     _no_qwen_windows(f)
     return {"qkv_bias": True, "moe": moe}
 
 
 def _qwen3_moe(f: _Fields) -> dict[str, Any]:
-    moe = MoESpec(
-        num_experts=f.get_int("num_experts"),
-        experts_per_token=f.get_int("num_experts_per_tok"),
-        expert_intermediate_size=f.get_int("moe_intermediate_size"),
-        **_qwen_moe_layers(f),
-    )
-    return _qwen3(f) | {"moe": moe}
+    return _qwen3(f) | {"moe": _qwen_moe(f)}
 
 
 def _deepseek(f: _Fields) -> dict[str, Any]:

@@ -251,7 +251,7 @@ def _cast_note(note: str, dtype: torch.dtype) -> str:
 def _convert_gguf(path: Path, summary: GgufSummary, dtype: torch.dtype) -> tuple[Any, Any, str]:
     """transformers' GGUF loader: dequantize every weight to `dtype`."""
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     extra: dict[str, Any] = {}
     if hasattr(transformers, "GgufConfig"):  # newer releases can keep GGUF blocks packed
@@ -261,22 +261,8 @@ def _convert_gguf(path: Path, summary: GgufSummary, dtype: torch.dtype) -> tuple
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
     except Exception as error:
         raise ValueError(f"{path}: cannot build a tokenizer from this GGUF: {error}") from error
-    try:
-        loaded: Any = AutoModelForCausalLM.from_pretrained(
-            folder,
-            gguf_file=name,
-            dtype=dtype,
-            local_files_only=True,
-            output_loading_info=True,
-            **extra,
-        )
-    except Exception as error:
-        raise ValueError(
-            f"{path}: transformers cannot load this GGUF model (architecture "
-            f"{summary.architecture!r}): {error}"
-        ) from error
-    model, info = loaded
-    _check_loading_info(path, info)
+    cannot = f"transformers cannot load this GGUF model (architecture {summary.architecture!r})"
+    model = _causal_lm(path, cannot, folder, gguf_file=name, dtype=dtype, **extra)
     _drop_gguf_quantizer(path, model)
     stored = ", ".join(f"{kind} ({n} tensors)" for kind, n in summary.tensor_types.items())
     note = f"weights stored as {stored} in the GGUF file, dequantized to {_dtype_name(dtype)}"
@@ -301,8 +287,21 @@ def _drop_gguf_quantizer(path: Path, model: Any) -> None:
         delattr(model.config, "quantization_config")
 
 
-def _check_loading_info(path: Path, info: dict[str, Any]) -> None:
-    """Refuse a model with weights the checkpoint did not provide (they would be random)."""
+def _causal_lm(path: Path, cannot: str, source: str | Path, **kwargs: Any) -> Any:
+    """`AutoModelForCausalLM.from_pretrained(source, **kwargs)` from local files only.
+
+    Any failure becomes a ValueError naming `path` and saying `cannot`; a model with weights
+    the checkpoint did not provide is refused (they would be left random).
+    """
+    from transformers import AutoModelForCausalLM
+
+    try:
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            source, local_files_only=True, output_loading_info=True, **kwargs
+        )
+    except Exception as error:
+        raise ValueError(f"{path}: {cannot}: {error}") from error
+    model, info = loaded
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -310,6 +309,7 @@ def _check_loading_info(path: Path, info: dict[str, Any]) -> None:
             f"{path}: the checkpoint lacks {len(missing)} weights of the model ({shown}); they "
             "would be left randomly initialised"
         )
+    return model
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -353,7 +353,7 @@ def _check_causal_lm(path: Path, config: Any, trust_remote_code: bool) -> None:
 
 
 def _load_hf_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool) -> tuple[Any, Any, str]:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     if not (path / "config.json").is_file():
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
@@ -377,20 +377,15 @@ def _load_hf_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool) -> tup
         )
     except Exception as error:
         raise ValueError(f"{path}: the tokenizer cannot be loaded: {error}") from error
-    try:
-        loaded: Any = AutoModelForCausalLM.from_pretrained(
-            path,
-            config=config,
-            dtype=dtype,
-            local_files_only=True,
-            use_safetensors=use_safetensors,
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-        )
-    except Exception as error:
-        raise ValueError(f"{path}: the model cannot be loaded: {error}") from error
-    model, info = loaded
-    _check_loading_info(path, info)
+    model = _causal_lm(
+        path,
+        "the model cannot be loaded",
+        path,
+        config=config,
+        dtype=dtype,
+        use_safetensors=use_safetensors,
+        trust_remote_code=trust_remote_code,
+    )
     return model, tokenizer, f"{note}, loaded as {_dtype_name(dtype)}"
 
 
