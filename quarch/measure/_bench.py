@@ -79,17 +79,40 @@ def torch_dtype(fmt: str) -> torch.dtype:
 def matmul_op(m: int, n: int, k: int, fmt: str, *, name: str = "matmul") -> Op:
     """The op of `[m, k] @ [k, n]` with weights and activations in `fmt` (op-graph conventions)."""
     size = torch_dtype(fmt).itemsize
+    return _measured_op(
+        name,
+        OpKind.MATMUL,
+        (m, n, k),
+        flops=2.0 * m * n * k,
+        act_bytes=float(m * (k + n) * size),
+        fmt=fmt,
+        weight_bytes=float(k * n * size),
+    )
+
+
+def _measured_op(
+    name: str,
+    kind: OpKind,
+    shape: tuple[int, int, int],
+    *,
+    flops: float,
+    act_bytes: float,
+    fmt: str,
+    weight_bytes: float = 0.0,
+) -> Op:
+    """One instance of timed work (group `measure`), shape `(m, n, k)`, every operand in `fmt`."""
+    m, n, k = shape
     return Op(
         name=name,
-        kind=OpKind.MATMUL,
+        kind=kind,
         group="measure",
         count=1,
         m=m,
         n=n,
         k=k,
-        flops=2.0 * m * n * k,
-        weight_bytes=float(k * n * size),
-        act_bytes=float(m * (k + n) * size),
+        flops=flops,
+        weight_bytes=weight_bytes,
+        act_bytes=act_bytes,
         weight_format=fmt,
         act_format=fmt,
         kv_format=fmt,
@@ -113,15 +136,16 @@ def time_matmul(
     x = _randn((m, k), dtype, device, seed)
     w = _randn((n, k), dtype, device, seed + 1) / k**0.5
     op = matmul_op(m, n, k, fmt, name=f"matmul {fmt} {m}x{n}x{k}")
-    timing = time_callable(
-        lambda: torch.nn.functional.linear(x, w), device=device, budget_s=budget_s
-    )
+    return _time_op(op, OpClass.MATMUL, lambda: torch.nn.functional.linear(x, w), device, budget_s)
+
+
+def _time_op(
+    op: Op, op_class: OpClass, fn: Callable[[], object], device: str, budget_s: float
+) -> Measurement:
+    """Time `fn`, the work of one instance of `op`, whose bytes all stay resident."""
+    timing = time_callable(fn, device=device, budget_s=budget_s)
     return Measurement(
-        name=op.name,
-        op_class=OpClass.MATMUL,
-        ops=(op,),
-        timing=timing,
-        resident_bytes=op.memory_bytes,
+        name=op.name, op_class=op_class, ops=(op,), timing=timing, resident_bytes=op.memory_bytes
     )
 
 
@@ -133,15 +157,7 @@ def time_copy(
     src = torch.ones(elements, dtype=dtype, device=device)
     dst = torch.empty_like(src)
     moved = 2.0 * elements * dtype.itemsize
-    timing = time_callable(lambda: dst.copy_(src), device=device, budget_s=budget_s)
-    return Measurement(
-        name=f"copy {moved / 2**20:.3g} MiB",
-        op_class=OpClass.COPY,
-        ops=(),
-        timing=timing,
-        bytes_moved=moved,
-        resident_bytes=moved,
-    )
+    return _time_stream(OpClass.COPY, moved, lambda: dst.copy_(src), device, budget_s)
 
 
 def time_read(
@@ -155,10 +171,17 @@ def time_read(
     dtype = torch_dtype(fmt)
     src = torch.ones(elements, dtype=dtype, device=device)
     moved = float(elements * dtype.itemsize)
-    timing = time_callable(lambda: src.sum(), device=device, budget_s=budget_s)
+    return _time_stream(OpClass.READ, moved, lambda: src.sum(), device, budget_s)
+
+
+def _time_stream(
+    op_class: OpClass, moved: float, fn: Callable[[], object], device: str, budget_s: float
+) -> Measurement:
+    """Time `fn`, a pure memory stream of `moved` bytes that all stay resident (no ops)."""
+    timing = time_callable(fn, device=device, budget_s=budget_s)
     return Measurement(
-        name=f"read {moved / 2**20:.3g} MiB",
-        op_class=OpClass.READ,
+        name=f"{op_class.value} {moved / 2**20:.3g} MiB",
+        op_class=op_class,
         ops=(),
         timing=timing,
         bytes_moved=moved,
@@ -168,19 +191,8 @@ def time_read(
 
 def launch_op(name: str) -> Op:
     """The op of a one-element elementwise kernel: nothing but its fixed cost."""
-    return Op(
-        name=name,
-        kind=OpKind.ELEMENTWISE,
-        group="measure",
-        count=1,
-        m=1,
-        n=1,
-        k=0,
-        flops=1.0,
-        act_bytes=12.0,  # two fp32 inputs read, one written
-        act_format="fp32",
-        kv_format="fp32",
-    )
+    # two fp32 inputs read, one written
+    return _measured_op(name, OpKind.ELEMENTWISE, (1, 1, 0), flops=1.0, act_bytes=12.0, fmt="fp32")
 
 
 def time_launch(*, device: str = "cpu", budget_s: float = 0.5) -> list[Measurement]:
@@ -209,18 +221,13 @@ def silu_mul_op(rows: int, width: int, fmt: str, *, name: str = "silu_mul") -> O
     """`silu(gate) * up` over `rows × width`, as the op graph counts it (5 FLOPs per element:
     `quarch.perf` FLOPS_SILU_MUL; reads gate and up, writes the product)."""
     size = torch_dtype(fmt).itemsize
-    return Op(
-        name=name,
-        kind=OpKind.ELEMENTWISE,
-        group="measure",
-        count=1,
-        m=rows,
-        n=width,
-        k=0,
+    return _measured_op(
+        name,
+        OpKind.ELEMENTWISE,
+        (rows, width, 0),
         flops=5.0 * rows * width,
         act_bytes=3.0 * rows * width * size,
-        act_format=fmt,
-        kv_format=fmt,
+        fmt=fmt,
     )
 
 
@@ -232,13 +239,5 @@ def time_silu_mul(
     gate = _randn((rows, width), dtype, device, seed)
     up = _randn((rows, width), dtype, device, seed + 1)
     op = silu_mul_op(rows, width, fmt, name=f"silu_mul {fmt} {rows}x{width}")
-    timing = time_callable(
-        lambda: torch.nn.functional.silu(gate) * up, device=device, budget_s=budget_s
-    )
-    return Measurement(
-        name=op.name,
-        op_class=OpClass.ELEMENTWISE,
-        ops=(op,),
-        timing=timing,
-        resident_bytes=op.memory_bytes,
-    )
+    fn = torch.nn.functional.silu
+    return _time_op(op, OpClass.ELEMENTWISE, lambda: fn(gate) * up, device, budget_s)
