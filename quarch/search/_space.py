@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -28,6 +28,7 @@ from quarch.search._study import (
     GroupSpec,
     HardwareSpec,
     MethodVariant,
+    Param,
     SpaceSpec,
     StudySpec,
     TemplateParam,
@@ -70,22 +71,6 @@ class Group:
     weight: tuple[str, ...]
     act: tuple[str, ...]
     kv: tuple[str, ...]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Param:
-    """One sampled dimension: a categorical list of choices, or a numeric range."""
-
-    name: str
-    choices: tuple[Any, ...] = ()
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    integer: bool = False
-
-    @property
-    def categorical(self) -> bool:
-        return self.low is None
 
 
 @dataclass(frozen=True)
@@ -232,9 +217,7 @@ class DesignSpace:
         out = [Param(name=n, choices=c) for n, c in self.slots() if len(c) > 1]
         for p in self.hardware.template or ():
             if p.low is not None:
-                out.append(
-                    Param(name=f"hw.{p.name}", low=p.low, high=p.high, log=p.log, integer=p.integer)
-                )
+                out.append(replace(p, name=f"hw.{p.name}", choices=()))
         return tuple(out)
 
     @cached_property

@@ -121,8 +121,10 @@ class SpaceSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TemplateParam:
-    """One parameter of the accelerator template: fixed, a list of choices, or a range."""
+class Param:
+    """One dimension: a list of choices (categorical; fixed when there is one), or a numeric
+    range `[low, high]` (log-scaled and/or integer). The search space's sampled dimensions and
+    the accelerator template's parameters are both `Param`s."""
 
     name: str
     choices: tuple[Any, ...] = ()
@@ -130,6 +132,10 @@ class TemplateParam:
     high: float | None = None
     log: bool = False
     integer: bool = False
+
+    @property
+    def categorical(self) -> bool:
+        return self.low is None
 
     @property
     def fixed(self) -> bool:
@@ -141,6 +147,10 @@ class TemplateParam:
         if self.low is not None:
             return int(self.low) if self.integer else self.low
         return self.choices[0]
+
+
+TemplateParam = Param
+"""A parameter of the accelerator template (`HardwareSpec.template`)."""
 
 
 @dataclass(frozen=True, kw_only=True)
