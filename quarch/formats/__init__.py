@@ -8,6 +8,7 @@
 
 from quarch.formats._api import Encoded, cast_element, compute_scales, quantize
 from quarch.formats._codes import decode, encode
+from quarch.formats._compare import FormatError, compare_formats
 from quarch.formats._grammar import GRAMMAR_HELP
 from quarch.formats._presets import ALL_FORMATS, PRESETS
 from quarch.formats._scaling import Scales
@@ -37,6 +38,7 @@ __all__ = [
     "Codebook",
     "Encoded",
     "Format",
+    "FormatError",
     "IntElement",
     "IntGrid",
     "Minifloat",
@@ -51,6 +53,7 @@ __all__ = [
     "Specials",
     "Ternary",
     "cast_element",
+    "compare_formats",
     "compute_scales",
     "decode",
     "encode",

@@ -33,11 +33,10 @@ class FormatError:
 
 @dataclass
 class _Acc:
+    """What differs between formats, summed over tensors: squared error, worst error, time."""
+
     err2: float = 0.0
-    sig2: float = 0.0
     max_abs: float = 0.0
-    n: int = 0
-    tensors: int = 0
     seconds: float = 0.0
 
 
@@ -47,42 +46,41 @@ def compare_formats(
     *,
     on_tensor: Callable[[str], None] | None = None,
 ) -> list[FormatError]:
-    """Quantize every tensor to every format; return one accumulated row per format.
+    """Quantize every tensor to every format; return one accumulated row per distinct format.
 
     Raises:
         ValueError: a tensor holds NaN or Inf (its name is given).
     """
     acc = {f: _Acc() for f in formats}
+    sig2, n, count = 0.0, 0, 0  # the same for every format: each sees every tensor
     for name, x in tensors:
         if not torch.isfinite(x).all():
             raise ValueError(f"tensor {name!r} holds NaN or Inf; quantization error is undefined")
         xd = x.double()
-        sig2 = float(xd.square().sum())
-        for fmt in formats:
-            a = acc[fmt]
+        sig2 += float(xd.square().sum())
+        n += x.numel()
+        count += 1
+        for fmt, a in acc.items():
             start = time.perf_counter()
             q = quantize(fmt, x)
             a.seconds += time.perf_counter() - start
             diff = q.double() - xd
             a.err2 += float(diff.square().sum())
-            a.sig2 += sig2
             a.max_abs = max(a.max_abs, float(diff.abs().max()) if diff.numel() else 0.0)
-            a.n += x.numel()
-            a.tensors += 1
         if on_tensor is not None:
             on_tensor(name)
-    return [_row(f, a) for f, a in acc.items()]
+    return [_row(f, a, sig2, n, count) for f, a in acc.items()]
 
 
-def _row(fmt: Format, a: _Acc) -> FormatError:
-    sqnr = math.inf if a.err2 == 0 else 10 * math.log10(a.sig2 / a.err2) if a.sig2 else -math.inf
+def _row(fmt: Format, a: _Acc, sig2: float, n: int, count: int) -> FormatError:
+    sqnr = math.inf if a.err2 == 0 else 10 * math.log10(sig2 / a.err2) if sig2 else -math.inf
     return FormatError(
         format=str(fmt),
         bits_per_element=fmt.bits_per_element,
-        mse=a.err2 / a.n if a.n else math.nan,
+        mse=a.err2 / n if n else math.nan,
         sqnr_db=sqnr,
         max_abs_error=a.max_abs,
-        num_elements=a.n,
-        num_tensors=a.tensors,
+        num_elements=n,
+        num_tensors=count,
         seconds=a.seconds,
     )
