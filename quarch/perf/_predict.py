@@ -141,11 +141,16 @@ class Prediction:
             rows, shown = self.decode_rows, self.decode_shown
         else:
             raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
-        ops = [r[0] for r in rows]
-        for i, weighted in shown:
-            ops[i] = _weighted_op(list(weighted))
-        flops = sum(op.count * op.flops for op in ops)
-        moved = sum(op.count * (op.weight_bytes + op.act_bytes + op.kv_bytes) for op in ops)
+        flops = moved = 0.0
+        for op, *_ in rows:
+            flops += op.count * op.flops
+            moved += op.count * (op.weight_bytes + op.act_bytes + op.kv_bytes)
+        for i, weighted in shown:  # the mean over the steps in place of the first step's op
+            op = rows[i][0]
+            total = sum(w for _, w in weighted)
+            flops += op.count * (sum(o.flops * w for o, w in weighted) / total - op.flops)
+            mean = sum((o.weight_bytes + o.act_bytes + o.kv_bytes) * w for o, w in weighted)
+            moved += op.count * (mean / total - (op.weight_bytes + op.act_bytes + op.kv_bytes))
         return flops, moved
 
     @property
