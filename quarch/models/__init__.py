@@ -10,10 +10,13 @@ from quarch.models._config import (
 from quarch.models._load import LoadedModel, ModelKind, byte_tokenizer, load_model, tiny_llama
 from quarch.models._shipped import shipped_gguf_path
 from quarch.models._spec import LayerGroup, MLASpec, ModelSpec, MoESpec
+from quarch.models._tiny import TINY_MODELS, LinearExperts, tiny_model, unfuse_experts
 
 __all__ = [
     "SUPPORTED_FAMILIES",
+    "TINY_MODELS",
     "LayerGroup",
+    "LinearExperts",
     "LoadedModel",
     "MLASpec",
     "MoESpec",
@@ -27,4 +30,6 @@ __all__ = [
     "spec_from_dict",
     "spec_from_hf_config",
     "tiny_llama",
+    "tiny_model",
+    "unfuse_experts",
 ]

@@ -1,8 +1,9 @@
 """The performance of a design: its `quarch.perf.Plan`, priced by `quarch.perf.predict`.
 
 A design gives each layer its formats: the weight option of its attention and of its MLP (for a
-mixture-of-experts layer the MLP option covers the router, the experts and the shared experts,
-as the design's rules quantize every linear layer of the MLP module), the format of the
+mixture-of-experts layer the MLP option covers the experts and the shared experts, as the
+design's rules quantize every linear layer of the MLP module, and the router where it is one of
+them; transformers >= 5 routers are not, and stay at the serving dtype), the format of the
 activations entering its linear layers, and of its KV cache; a weight option's method may add
 an `Overhead` (LQER's low-rank GEMMs), declared in the method registry. `PerfModel` maps a
 design to the `Plan` saying exactly that and calls `predict` once per scenario; `PerfMetrics`
@@ -35,8 +36,9 @@ from typing import Any
 from quarch.hardware import Hardware, load_hardware
 from quarch.models import ModelSpec
 from quarch.perf import LayerPlan, Plan, Prediction, Scenario, predict
+from quarch.search._layout import MLP
 from quarch.search._space import HW_DEVICE, Design, DesignSpace
-from quarch.search._study import ScenarioSpec, template_hardware
+from quarch.search._study import FLOAT, ScenarioSpec, template_hardware
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,9 +122,14 @@ class PerfModel:
                 f"model spec {spec.name} has {spec.num_layers} layers, the loaded model "
                 f"{space.layout.num_layers}"
             )
+        if spec.mla is not None:
+            _check_no_kv_choice(space, spec)
         self.space = space
         self.spec = spec
         self.scenarios = scenarios
+        # a router is quantized with its MLP only where it is a linear layer of the model
+        # (transformers >= 5 routers are not `nn.Linear`); otherwise it stays at serving dtype
+        self._router = None if _has_linear_router(space) else space.serving_dtype
         self._layer_plans: dict[tuple[str, str, str, str], LayerPlan] = {}
         serving = space.serving_dtype
         self._scenarios = {
@@ -160,17 +167,41 @@ class PerfModel:
     def _layer_plan(self, row: tuple[str, str, str, str]) -> LayerPlan:
         found = self._layer_plans.get(row)
         if found is None:
-            found = self._layer_plans[row] = _layer_plan(self.space, row)
+            found = self._layer_plans[row] = _layer_plan(self.space, row, self._router)
         return found
 
 
-def _layer_plan(space: DesignSpace, row: tuple[str, str, str, str]) -> LayerPlan:
+def _check_no_kv_choice(space: DesignSpace, spec: ModelSpec) -> None:
+    """MLA caches a latent; the accuracy side quantizes K/V per head after RoPE (transformers'
+    attention interface sees the rebuilt keys and values), which is not the cache the
+    performance model prices, so an MLA study keeps its KV cache float."""
+    for g in space.groups:
+        if any(kv != FLOAT for kv in g.kv):
+            raise ValueError(
+                f"space.kv: {list(g.kv)} for group {g.name} of {spec.name}, a multi-head latent "
+                "attention model: KV-cache formats are not supported on MLA (its latent cache "
+                "is not what the accuracy side quantizes); use kv: [float]"
+            )
+
+
+def _has_linear_router(space: DesignSpace) -> bool:
+    return any(
+        li.part == MLP and li.name.rsplit(".", 1)[-1] in ("gate", "router")
+        for layer in space.layout.linears
+        for li in layer
+    )
+
+
+def _layer_plan(
+    space: DesignSpace, row: tuple[str, str, str, str], router: str | None
+) -> LayerPlan:
     """(attention option, MLP option, act choice, KV choice) -> the layer's plan."""
     wa, wm, act, kv = row
     opts, fmt = space.options, space.perf_format
     return LayerPlan(
         attn=fmt(opts[wa].format or "float"),
         mlp=fmt(opts[wm].format or "float"),
+        router=router,
         act=fmt(act),
         kv=fmt(kv),
         attn_overhead=opts[wa].overhead,
