@@ -20,6 +20,13 @@ Formulas:
   (`rows × hidden`) stays live while the op with the largest activation footprint (its inputs
   and outputs, from the prefill op graph) runs, plus the fp32 logits of the sampled rows:
   `rows·h·act_bytes + max_op(act_bytes) + seqs·vocab/tp·4`, where `rows = seqs × prompt_len`.
+
+With a `Plan` (per-layer formats), every term is summed layer by layer: each pipeline stage
+counts the weights, norms (at the layer's activation format), method overheads (the extra
+weights of an `Overhead`, sharded like their layer, see `_plan.py`) and KV cache of its own
+layers, and the most loaded stage is reported. The residual stream keeps the scenario's
+activation format (a plan sets the format of what enters a layer's ops); the largest op comes
+from the plan's prefill graph.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Predict serving a model on a device: latency, throughput, memory, energy, cost, and why.
 
-`predict(spec, hw, scenario)` prices the op graph of `_graph.py` with the op times of
-`_roofline.py`:
+`predict(spec, hw, scenario, plan)` prices the op graph of `_graph.py` with the op times of
+`_roofline.py`. A `Plan` (`_plan.py`) gives each layer its own formats and method overheads: the
+graph then has one block of ops per set of equally planned layers of a layer group, so a mixed
+design is priced in the same single pass as a uniform one (no plan: the scenario's formats in
+every layer).
 
 - **TTFT** is the prefill of the whole batch's prompts (it also yields the first token).
 - **TPOT** is the mean over the `output_len − 1` decode steps; step `j` (1-based) processes one
@@ -21,7 +24,8 @@
 - **Memory** per device comes from `memory_per_device` (weights with scales, KV cache at full
   length, peak activations) and fits when it is at most the device memory's capacity. The
   bytes of every op are read from the fastest memory level that holds all of them (weights + KV
-  + activations): device memory on GPUs, on-chip SRAM for designs that hold the whole model.
+  + activations): device memory on GPUs, on-chip SRAM for designs that hold the whole model;
+  `memory_level=` forces a level instead.
 - **Energy**: each device draws `idle_w` always and `tdp_w − idle_w` more while its busiest unit
   (matrix/vector or memory) works: an op instance costs `idle_w · time + (tdp_w − idle_w) ·
   max(compute, memory)`. Devices of the other pipeline stages idle meanwhile. Energy per token is

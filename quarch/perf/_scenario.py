@@ -17,7 +17,9 @@ Parallelism, per pipeline stage of `tp × dp` devices (`tp × pp × dp` devices 
 Formats are `quarch.formats` strings. `weight_overrides` maps a layer group (`dense`, `moe`), a
 role (`embedding`, `attn`, `mlp`, `router`, `experts`, `shared_experts`, `lm_head`) or a
 `group.role` pair to a weight format; the most specific key wins (`group.role`, then `role`, then
-`group`, then `weight_format`).
+`group`, then `weight_format`). Formats that change from layer to layer (a mixed design) are
+a `Plan` passed to `predict` beside the scenario (see `_plan.py`), not part of it: the scenario
+says what is served, the plan how each layer is stored.
 """
 
 from __future__ import annotations
