@@ -107,14 +107,19 @@ def _build(
     ops: list[Op] = []
     for item in static:
         if isinstance(item, _Slot):  # a block whose KV-length-dependent ops go here
-            ops.extend(
-                attention_ops(
-                    spec, item.scenario, item.ctx, prefill, item.group, item.count, kv_len
-                )
-            )
+            ops.extend(_slot_ops(spec, item, prefill, kv_len))
         else:
             ops.append(item)
     return tuple(ops)
+
+
+# cached: a search's plans share blocks, and predictions build their decode graphs at the same
+# KV lengths, so a block's attention ops recur (and so do their priced rows, see `op_row`)
+@lru_cache(maxsize=4096)
+def _slot_ops(spec: ModelSpec, slot: _Slot, prefill: bool, kv_len: int) -> tuple[Op, ...]:
+    return tuple(
+        attention_ops(spec, slot.scenario, slot.ctx, prefill, slot.group, slot.count, kv_len)
+    )
 
 
 def prefill_ops(spec: ModelSpec, scenario: Scenario, plan: Plan | None = None) -> tuple[Op, ...]:
@@ -191,6 +196,7 @@ class Block:
     scenario: Scenario
     prefix: str
     layer: LayerPlan | None
+    layers: tuple[int, ...] = ()  # the block's layer indices (with a plan)
 
 
 @lru_cache(maxsize=64)
@@ -235,9 +241,8 @@ def plan_blocks(spec: ModelSpec, scenario: Scenario, plan: Plan | None) -> tuple
         found = plan.blocks(layers[g.name])
         for layer, indices in found:
             prefix = g.name if len(found) == 1 else f"{g.name}[{layer_label(indices)}]"
-            out.append(
-                Block(g, len(indices), _block_scenario(scenario, g.name, layer), prefix, layer)
-            )
+            block_scenario = _block_scenario(scenario, g.name, layer)
+            out.append(Block(g, len(indices), block_scenario, prefix, layer, indices))
     return tuple(out)
 
 

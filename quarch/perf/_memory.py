@@ -38,7 +38,7 @@ from quarch.models import ModelSpec
 from quarch.perf._graph import Block, plan_blocks, prefill_ops
 from quarch.perf._linears import expert_tp_size, part_linears
 from quarch.perf._ops import OpKind
-from quarch.perf._plan import LayerPlan, Plan, check_plan
+from quarch.perf._plan import Plan, check_plan
 from quarch.perf._scenario import Scenario, bits_per_element, check_scenario
 
 _FP32_LOGIT_BYTES = 4
@@ -198,14 +198,12 @@ def _stage_blocks(
     if plan is None:
         counts = _stage_layer_counts(spec, scenario.pp)[stage]
         return [(b, counts[b.group.moe]) for b in blocks if counts[b.group.moe]]
-    moe = spec.moe
-    found: dict[tuple[bool, LayerPlan], int] = {}
-    for i in stage_layers(spec.num_layers, scenario.pp)[stage]:
-        key = (moe is not None and moe.is_moe_layer(i), plan.layer(i))
-        found[key] = found.get(key, 0) + 1
+    if scenario.pp == 1:
+        return [(b, b.count) for b in blocks]
+    stage_range = stage_layers(spec.num_layers, scenario.pp)[stage]
     out = []
     for b in blocks:
-        count = found.get((b.group.moe, b.layer), 0)  # type: ignore[arg-type]
+        count = sum(1 for i in b.layers if i in stage_range)
         if count:
             out.append((b, count))
     return out

@@ -219,7 +219,7 @@ class Plan:
         """The plan of these per-layer plans (layer 0 first), equal neighbours merged."""
         runs: list[Run] = []
         for i, layer in enumerate(layers):
-            if runs and runs[-1][2] == layer:
+            if runs and (runs[-1][2] is layer or runs[-1][2] == layer):
                 runs[-1] = (runs[-1][0], i + 1, layer)
             else:
                 runs.append((i, i + 1, layer))
