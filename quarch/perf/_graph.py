@@ -24,6 +24,13 @@ Conventions (each a stated choice, not a hidden constant):
   and biases are counted at the activation format (they are not quantized).
 - Elementwise FLOPs per element: RMSNorm + residual add 5 (add, square, accumulate, two scales),
   SiLU(gate)·up 5 (exp, add, divide, two multiplies), RoPE 3 (two multiplies, one add).
+- A `Plan` splits each layer group into blocks of equally planned layers (`plan_blocks`); a
+  block's ops are the group's ops built with the block's formats (its `Scenario` with the
+  layer plan's formats as `<group>.<role>` overrides and its activation and KV formats),
+  counted over the block's layers, and followed by the extra GEMMs of its method overheads,
+  one per linear layer of the checkpoint (`_linears.py`) on the same rows. Embedding, final
+  norm, LM head and pipeline transfers keep the scenario's formats. With pipeline parallelism
+  the counts still run over the whole pipeline, so each layer's formats are timed where it is.
 """
 
 from __future__ import annotations
