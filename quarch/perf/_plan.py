@@ -8,10 +8,11 @@ activations entering its ops, of its KV cache, and the `Overhead` a method adds 
 layers of each part. A field left `None` keeps what the `Scenario` says, so the plan of a
 uniform design says nothing and prices exactly like no plan.
 
-Formats are format strings here, as in `Scenario` and `Op`: each is checked once, when the
-`LayerPlan` is built (an unknown name raises `ValueError`), and the op graph passes them on
-unchanged. `Format` values would be parsed back to strings at the op boundary; keeping one
-representation across `Scenario`, `Plan` and `Op` avoids that.
+Formats are stored as format strings, as in `Scenario` and `Op`: a `LayerPlan` or `ExtraGemm`
+takes a string or a `quarch.formats.Format` and keeps the format's canonical name
+(`str(fmt)`), checked once when it is built (an unknown name raises `ValueError`); the op graph
+passes them on unchanged. One representation across `Scenario`, `Plan` and `Op` keeps the
+graph's caches keyed by cheap, hashable values.
 
 An `Overhead` is data, not code: the extra GEMMs one linear layer `[in] -> [out]` gains, each
 with dimensions that are the layer's `in`, its `out` or a fixed size (a rank), and the format of
@@ -38,13 +39,19 @@ PLAN_ROLES = ("attn", "mlp", "router", "experts", "shared_experts")
 """Weight roles a `LayerPlan` sets; `router`, `experts`, `shared_experts` follow `mlp`."""
 
 
-def _check_format(where: str, fmt: object) -> None:
+def _format_name(where: str, fmt: object) -> str:
+    """The canonical name of a format given as a string or a `Format` (checked)."""
+    from quarch.formats import Format  # deferred: keeps `import quarch.perf` light
+
+    if isinstance(fmt, Format):
+        return str(fmt)
     if not isinstance(fmt, str):
-        raise TypeError(f"{where} must be a format string, got {fmt!r}")
+        raise TypeError(f"{where} must be a format string or Format, got {fmt!r}")
     try:
         bits_per_element(fmt)
     except ValueError as err:
         raise ValueError(f"{where}: unknown format {fmt!r}: {err}") from err
+    return fmt
 
 
 def _check_dim(where: str, dim: object) -> None:
@@ -74,7 +81,8 @@ class ExtraGemm:
             raise ValueError(f"ExtraGemm.name must be an identifier, got {self.name!r}")
         _check_dim("ExtraGemm.k", self.k)
         _check_dim("ExtraGemm.n", self.n)
-        _check_format("ExtraGemm.weight_format", self.weight_format)
+        fmt = _format_name("ExtraGemm.weight_format", self.weight_format)
+        object.__setattr__(self, "weight_format", fmt)
 
     def shape(self, in_features: float, out_features: float) -> tuple[float, float]:
         """(k, n) for a layer of these (per-device) widths."""
@@ -120,6 +128,8 @@ class Overhead:
 class LayerPlan:
     """The formats and overheads of one decoder layer; `None` keeps the scenario's.
 
+    Formats are format strings (a `Format` is accepted and stored by its name).
+
     Fields:
         attn, mlp: weight formats of the attention and MLP linear layers.
         router, experts, shared_experts: weight formats of an MoE layer's roles (default: `mlp`).
@@ -146,7 +156,7 @@ class LayerPlan:
         for name in (*PLAN_ROLES, "act", "kv"):
             value = getattr(self, name)
             if value is not None:
-                _check_format(f"LayerPlan.{name}", value)
+                object.__setattr__(self, name, _format_name(f"LayerPlan.{name}", value))
         for name in ("attn_overhead", "mlp_overhead"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Overhead):

@@ -160,3 +160,12 @@ def test_bad_plans_are_named() -> None:
         ExtraGemm(name="a", k=0, n="out", weight_format="bf16")
     with pytest.raises(ValueError, match="contiguously"):
         Plan(((0, 3, LayerPlan()), (4, 30, LayerPlan())))
+
+
+def test_formats_may_be_given_as_values() -> None:
+    from quarch.formats import Format
+
+    by_value = LayerPlan(attn=Format.parse("mxfp4"), kv=Format.parse("fp8_e4m3"))  # type: ignore[arg-type]
+    assert by_value == LayerPlan(attn="mxfp4", kv="fp8_e4m3")
+    gemm = ExtraGemm(name="a", k="in", n=4, weight_format=Format.parse("bf16"))  # type: ignore[arg-type]
+    assert gemm.weight_format == "bf16"
