@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from quarch.models import ModelSpec
-from quarch.perf._graph import Block, plan_blocks, prefill_ops
+from quarch.perf._blocks import Block, plan_blocks
+from quarch.perf._graph import prefill_ops
 from quarch.perf._linears import expert_tp_size, part_linears
 from quarch.perf._ops import OpKind
 from quarch.perf._plan import Plan, check_plan
