@@ -3,7 +3,8 @@
 Each is built by transformers from a config in this file (no download), with random weights
 from a seed and the byte-level tokenizer of `byte_tokenizer`:
 
-- `tiny-llama`: see `tiny_llama`.
+- `tiny-llama`: a 2-layer LLaMA (hidden 64, 4 query heads sharing 2 KV heads of width 16,
+  SwiGLU MLP of width 128).
 - `tiny-moe`: a 2-layer Mixtral (4 routed experts of width 64, top-2; GQA with 4 query and 2 KV
   heads of width 16; hidden 64).
 - `tiny-mla`: a 2-layer DeepSeek-V2 (multi-head latent attention: 4 heads, KV latent of rank 32,
@@ -96,7 +97,7 @@ def unfuse_experts(model: nn.Module) -> int:
 
 
 def _config(name: str, vocab: int, bos: int, eos: int) -> Any:
-    from transformers import DeepseekV2Config, MixtralConfig
+    from transformers import DeepseekV2Config, LlamaConfig, MixtralConfig
 
     common: dict[str, Any] = {
         "vocab_size": vocab,
@@ -108,6 +109,8 @@ def _config(name: str, vocab: int, bos: int, eos: int) -> Any:
         "eos_token_id": eos,
         "tie_word_embeddings": False,
     }
+    if name == "tiny-llama":
+        return LlamaConfig(**common, intermediate_size=128, num_key_value_heads=2)
     if name == "tiny-moe":
         return MixtralConfig(
             **common,
@@ -136,6 +139,27 @@ def _config(name: str, vocab: int, bos: int, eos: int) -> Any:
     raise ValueError(f"unknown tiny model {name!r}; valid: {', '.join(TINY_MODELS)}")
 
 
+_CLASSES = {
+    "tiny-llama": "LlamaForCausalLM",
+    "tiny-moe": "MixtralForCausalLM",
+    "tiny-mla": "DeepseekV2ForCausalLM",
+}
+
+
+def tiny_llama(seed: int = 0, *, dtype: torch.dtype = torch.float32) -> Any:
+    """A small random LLaMA with a byte-level tokenizer, for fast tests (test support).
+
+    2 decoder layers, hidden size 64, 4 query heads sharing 2 KV heads (grouped-query
+    attention, head dim 16), SwiGLU MLP of width 128, untied LM head, 258-token byte vocabulary.
+    The same seed gives the same weights; the global torch RNG is left as it was.
+
+    Args:
+        seed: seed of the weight initialisation.
+        dtype: floating dtype of the weights.
+    """
+    return tiny_model("tiny-llama", seed, dtype=dtype)
+
+
 def tiny_model(name: str, seed: int = 0, *, dtype: torch.dtype = torch.float32) -> Any:
     """The `LoadedModel` of tiny model `name` (see the module doc), random weights from `seed`.
 
@@ -150,22 +174,19 @@ def tiny_model(name: str, seed: int = 0, *, dtype: torch.dtype = torch.float32) 
         _check_dtype_device,
         _dtype_name,
         byte_tokenizer,
-        tiny_llama,
     )
 
-    if name == "tiny-llama":
-        return tiny_llama(seed, dtype=dtype)
     if name not in TINY_MODELS:
         raise ValueError(f"unknown tiny model {name!r}; valid: {', '.join(TINY_MODELS)}")
     _check_dtype_device(dtype, "cpu")
-    from transformers import AutoModelForCausalLM
+    import transformers
 
     start = time.perf_counter()
     tokenizer = byte_tokenizer()
     config = _config(name, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model: Any = AutoModelForCausalLM.from_config(config)
+        model: Any = getattr(transformers, _CLASSES[name])(config)
     unfuse_experts(model)
     model.to(dtype)
     model.eval()

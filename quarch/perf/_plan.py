@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from quarch.perf._scenario import bits_per_element
+from quarch.perf._scenario import bits_per_element, check_format
 
 Dim = int | Literal["in", "out"]
 """A dimension of an extra GEMM: the linear layer's input or output width, or a fixed size."""
@@ -45,13 +45,8 @@ def _format_name(where: str, fmt: object) -> str:
 
     if isinstance(fmt, Format):
         return str(fmt)
-    if not isinstance(fmt, str):
-        raise TypeError(f"{where} must be a format string or Format, got {fmt!r}")
-    try:
-        bits_per_element(fmt)
-    except ValueError as err:
-        raise ValueError(f"{where}: unknown format {fmt!r}: {err}") from err
-    return fmt
+    check_format(where, fmt)
+    return str(fmt)
 
 
 def _check_dim(where: str, dim: object) -> None:

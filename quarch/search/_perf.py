@@ -83,10 +83,8 @@ def scenario_of(s: ScenarioSpec, **formats: Any) -> Scenario:
 def metrics_of(p: Prediction, hw: Hardware) -> PerfMetrics:
     """The search's view of a prediction."""
     m = p.memory
-    (prefill_flops, prefill_bytes), (decode_flops, decode_bytes) = (
-        p.work("prefill"),
-        p.work("decode"),
-    )
+    prefill_flops, prefill_bytes = p.work("prefill")
+    decode_flops, decode_bytes = p.work("decode")
     return PerfMetrics(
         ttft_s=p.ttft_s,
         tpot_s=p.tpot_s,
