@@ -7,7 +7,7 @@ from quarch.models._config import (
     spec_from_dict,
     spec_from_hf_config,
 )
-from quarch.models._load import LoadedModel, ModelKind, byte_tokenizer, load_model, tiny_llama
+from quarch.models._load import LoadedModel, ModelKind, byte_tokenizer, load_model
 from quarch.models._shipped import shipped_gguf_path
 from quarch.models._spec import LayerGroup, MLASpec, ModelSpec, MoESpec
 from quarch.models._tensors import (
@@ -16,10 +16,13 @@ from quarch.models._tensors import (
     iter_weight_tensors,
     open_weight_file,
 )
+from quarch.models._tiny import TINY_MODELS, LinearExperts, tiny_llama, tiny_model, unfuse_experts
 
 __all__ = [
     "SUPPORTED_FAMILIES",
+    "TINY_MODELS",
     "LayerGroup",
+    "LinearExperts",
     "LoadedModel",
     "MLASpec",
     "MoESpec",
@@ -37,4 +40,6 @@ __all__ = [
     "spec_from_dict",
     "spec_from_hf_config",
     "tiny_llama",
+    "tiny_model",
+    "unfuse_experts",
 ]

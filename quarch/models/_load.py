@@ -14,8 +14,9 @@ and later loads read that directory (0.3 s for the shipped model). The cache is 
 temporary directory and renamed into place, so an interrupted conversion leaves nothing
 half-written behind.
 
-`tiny_llama` builds a small random LLaMA (2 layers, hidden 64, grouped-query attention) with a
-byte-level tokenizer in a fraction of a second, for tests here and in other subpackages.
+`quarch.models.tiny_llama` (in `_tiny.py`, with a random MoE and MLA model) builds a small
+random LLaMA (2 layers, hidden 64, grouped-query attention) with a byte-level tokenizer in a
+fraction of a second, for tests here and in other subpackages.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class ModelKind(StrEnum):
     HF_DIR = "hf-dir"
     HUB_CACHE = "hub-cache"
     GGUF = "gguf"
-    RANDOM = "random"  # built in-process by `tiny_llama`
+    RANDOM = "random"  # built in-process by `tiny_model` (`_tiny.py`)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -392,7 +393,7 @@ def _load_hf_dir(path: Path, dtype: torch.dtype, trust_remote_code: bool) -> tup
 def byte_tokenizer() -> Any:
     """A byte-level tokenizer (256 byte tokens plus `<s>` and `</s>`), built in-process.
 
-    Every UTF-8 byte is one token, so any text round-trips; used by `tiny_llama`.
+    Every UTF-8 byte is one token, so any text round-trips; used by the tiny models (`_tiny.py`).
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -404,46 +405,3 @@ def byte_tokenizer() -> Any:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>")
-
-
-def tiny_llama(seed: int = 0, *, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """A small random LLaMA with a byte-level tokenizer, for fast tests (test support).
-
-    2 decoder layers, hidden size 64, 4 query heads sharing 2 KV heads (grouped-query
-    attention, head dim 16), SwiGLU MLP of width 128, untied LM head, 258-token byte vocabulary.
-    The same seed gives the same weights; the global torch RNG is left as it was.
-
-    Args:
-        seed: seed of the weight initialisation.
-        dtype: floating dtype of the weights.
-    """
-    _check_dtype_device(dtype, "cpu")
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    start = time.perf_counter()
-    tokenizer = byte_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model: Any = LlamaForCausalLM(config)
-    model.to(dtype)
-    model.eval()
-    return LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        source=f"tiny-llama(seed={seed})",
-        kind=ModelKind.RANDOM,
-        note=f"random weights (seed {seed}) in {_dtype_name(dtype)}",
-        load_s=time.perf_counter() - start,
-    )

@@ -5,9 +5,9 @@ from quarch.perf._graph import (
     Phase,
     build_ops,
     decode_ops,
-    expected_experts_touched,
     prefill_ops,
 )
+from quarch.perf._linears import Linear, expected_experts_touched, part_linears
 from quarch.perf._memory import (
     MemoryBreakdown,
     kv_cache_bytes_per_token,
@@ -15,8 +15,9 @@ from quarch.perf._memory import (
     stage_layers,
 )
 from quarch.perf._ops import CommKind, Op, OpKind
+from quarch.perf._plan import ExtraGemm, LayerPlan, Overhead, Plan
 from quarch.perf._plot import roofline_figure, write_roofline
-from quarch.perf._predict import Prediction, predict
+from quarch.perf._predict import Prediction, memory_level_for, predict
 from quarch.perf._roofline import Bound, OpTime, RatePlan, comm_time_s, matrix_rate, op_time
 from quarch.perf._scenario import Scenario, check_scenario
 
@@ -24,11 +25,16 @@ __all__ = [
     "DEFAULT_EFFICIENCY",
     "Bound",
     "CommKind",
+    "ExtraGemm",
+    "LayerPlan",
+    "Linear",
     "MemoryBreakdown",
     "Op",
     "OpKind",
     "OpTime",
+    "Overhead",
     "Phase",
+    "Plan",
     "Prediction",
     "RatePlan",
     "Scenario",
@@ -40,8 +46,10 @@ __all__ = [
     "expected_experts_touched",
     "kv_cache_bytes_per_token",
     "matrix_rate",
+    "memory_level_for",
     "memory_per_device",
     "op_time",
+    "part_linears",
     "predict",
     "prefill_ops",
     "roofline_figure",

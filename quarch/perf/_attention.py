@@ -24,6 +24,7 @@ from quarch.perf._shapes import (
     comm_op,
     elementwise,
     matmul,
+    op_name,
 )
 
 
@@ -149,7 +150,7 @@ def _gqa_attention(spec: ModelSpec, ctx: Ctx, group: str, count: int, kv_len: in
     # read every attended key and value once, write the new tokens' keys and values once
     kv_elements = seqs * kv_heads * (d + dv) * (read + tokens)
     return Op(
-        name=f"{group}.attn.attention",
+        name=op_name(ctx, group, f"{group}.attn.attention"),
         kind=OpKind.ATTENTION,
         group=group,
         count=count,
@@ -295,7 +296,7 @@ def _mla_prefill_attention(
     # the shared rotary key is read from the cache; the new latents + rotary keys written
     kv = kv_rows * mla.qk_rope_head_dim + seqs * tokens * mla.kv_cache_dim
     attention = Op(
-        name=f"{group}.attn.attention",
+        name=op_name(ctx, group, f"{group}.attn.attention"),
         kind=OpKind.ATTENTION,
         group=group,
         count=count,
@@ -322,7 +323,7 @@ def _mla_decode_attention(spec: ModelSpec, ctx: Ctx, group: str, count: int, kv_
     value_k = mla.kv_lora_rank  # probabilities · latent
     pairs = seqs * _pairs_per_sequence(tokens, kv_len)
     return Op(
-        name=f"{group}.attn.attention",
+        name=op_name(ctx, group, f"{group}.attn.attention"),
         kind=OpKind.ATTENTION,
         group=group,
         count=count,

@@ -24,18 +24,33 @@ Conventions (each a stated choice, not a hidden constant):
   and biases are counted at the activation format (they are not quantized).
 - Elementwise FLOPs per element: RMSNorm + residual add 5 (add, square, accumulate, two scales),
   SiLU(gate)·up 5 (exp, add, divide, two multiplies), RoPE 3 (two multiplies, one add).
+- A `Plan` splits each layer group into blocks of equally planned layers (`plan_blocks`); a
+  block's ops are the group's ops built with the block's formats (its `Scenario` with the
+  layer plan's formats as `<group>.<role>` overrides and its activation and KV formats),
+  counted over the block's layers, and followed by the extra GEMMs of its method overheads,
+  one per linear layer of the checkpoint (`_linears.py`) on the same rows. Embedding, final
+  norm, LM head and pipeline transfers keep the scenario's formats. With pipeline parallelism
+  the counts still run over the whole pipeline, so each layer's formats are timed where it is.
 """
 
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from typing import SupportsIndex
 
 from quarch.models import ModelSpec
 from quarch.perf._attention import attention_ops, attention_static_ops
+from quarch.perf._blocks import Block, plan_blocks
+from quarch.perf._linears import (
+    expert_tp_size,
+    moe_routing,
+    part_linears,
+)
 from quarch.perf._ops import CommKind, Op, OpKind
+from quarch.perf._plan import Plan, check_plan
 from quarch.perf._scenario import Scenario, bits_per_element, check_scenario
 from quarch.perf._shapes import FLOPS_NORM, FLOPS_SILU_MUL, Ctx, comm_op, elementwise, matmul
 
@@ -48,7 +63,13 @@ class Phase(StrEnum):
 
 
 def build_ops(
-    spec: ModelSpec, scenario: Scenario, phase: Phase | str, *, kv_len: int, tokens: int
+    spec: ModelSpec,
+    scenario: Scenario,
+    phase: Phase | str,
+    *,
+    kv_len: int,
+    tokens: int,
+    plan: Plan | None = None,
 ) -> tuple[Op, ...]:
     """The ops of one forward pass, per device, for `scenario.batch / dp` sequences.
 
@@ -59,18 +80,25 @@ def build_ops(
         kv_len: tokens already in each sequence's KV cache before this pass.
         tokens: new tokens per sequence in this pass (the prompt length in a full prefill, 1 in
             decode).
+        plan: per-layer formats and method overheads (None: the scenario's, in every layer).
 
     Returns:
         Ops in execution order: embedding, each layer group's ops (counted over its layers),
-        pipeline transfers, final norm and LM head.
+        pipeline transfers, final norm and LM head. With a plan, a layer group whose layers
+        plan differently gets one block of ops per distinct layer plan, counted over its
+        layers and named `<group>[<layers>].<op>` (`dense[0-9].attn.qkv_proj`); the op's
+        `group` stays the layer group. A method's overhead adds ops named after the checkpoint
+        layer (`dense.attn.q_proj.lowrank_a`).
 
     Raises:
-        ValueError: an unknown phase, a negative `kv_len`, `tokens < 1`, or a scenario that does
-            not fit the model (see `check_scenario`).
+        ValueError: an unknown phase, a negative `kv_len`, `tokens < 1`, a scenario that does
+            not fit the model (see `check_scenario`), or a plan of another layer count.
+        TypeError: a plan that is not a `Plan`.
     """
     phase = phase if type(phase) is Phase else _phase(phase)
     kv_len, tokens = _count_arg("kv_len", kv_len, 0), _count_arg("tokens", tokens, 1)
-    return _build(spec, scenario, phase, kv_len, tokens)
+    check_plan(plan, spec.num_layers)
+    return _build(spec, scenario, phase, kv_len, tokens, plan)
 
 
 # The graph caches serve reuse within one prediction (prefill graph for memory and time, shared
@@ -79,28 +107,39 @@ def build_ops(
 # rebuilding does.
 @lru_cache(maxsize=256)
 def _build(
-    spec: ModelSpec, scenario: Scenario, phase: Phase, kv_len: int, tokens: int
+    spec: ModelSpec, scenario: Scenario, phase: Phase, kv_len: int, tokens: int, plan: Plan | None
 ) -> tuple[Op, ...]:
     # the KV-independent ops come from their own cache, so graphs for many KV lengths share them
-    ctx, static = _static_ops(spec, scenario, phase, tokens)
+    static = _static_ops(spec, scenario, phase, tokens, plan)
     prefill = phase is Phase.PREFILL
     ops: list[Op] = []
     for item in static:
-        if isinstance(item, tuple):  # a layer group whose KV-length-dependent ops go here
-            ops.extend(attention_ops(spec, scenario, ctx, prefill, item[0], item[1], kv_len))
+        if isinstance(item, _Slot):  # a block whose KV-length-dependent ops go here
+            ops.extend(_slot_ops(spec, item, prefill, kv_len))
         else:
             ops.append(item)
     return tuple(ops)
 
 
-def prefill_ops(spec: ModelSpec, scenario: Scenario) -> tuple[Op, ...]:
+# cached: a search's plans share blocks, and predictions build their decode graphs at the same
+# KV lengths, so a block's attention ops recur (and so do their priced rows, see `op_row`)
+@lru_cache(maxsize=4096)
+def _slot_ops(spec: ModelSpec, slot: _Slot, prefill: bool, kv_len: int) -> tuple[Op, ...]:
+    return tuple(
+        attention_ops(spec, slot.scenario, slot.ctx, prefill, slot.group, slot.count, kv_len)
+    )
+
+
+def prefill_ops(spec: ModelSpec, scenario: Scenario, plan: Plan | None = None) -> tuple[Op, ...]:
     """The prefill of the whole prompt: `tokens = prompt_len`, empty cache."""
-    return build_ops(spec, scenario, Phase.PREFILL, kv_len=0, tokens=scenario.prompt_len)
+    return build_ops(spec, scenario, Phase.PREFILL, kv_len=0, tokens=scenario.prompt_len, plan=plan)
 
 
-def decode_ops(spec: ModelSpec, scenario: Scenario, kv_len: int) -> tuple[Op, ...]:
+def decode_ops(
+    spec: ModelSpec, scenario: Scenario, kv_len: int, plan: Plan | None = None
+) -> tuple[Op, ...]:
     """One decode step: one new token per sequence over `kv_len` cached tokens."""
-    return build_ops(spec, scenario, Phase.DECODE, kv_len=kv_len, tokens=1)
+    return build_ops(spec, scenario, Phase.DECODE, kv_len=kv_len, tokens=1, plan=plan)
 
 
 def _count_arg(name: str, value: SupportsIndex, minimum: int) -> int:
@@ -123,6 +162,10 @@ def _phase(phase: Phase | str) -> Phase:
 
 def _context(spec: ModelSpec, scenario: Scenario, tokens: int) -> Ctx:
     check_scenario(spec, scenario)
+    return _ctx_of(scenario, tokens)
+
+
+def _ctx_of(scenario: Scenario, tokens: int, prefix: str = "") -> Ctx:
     seqs = scenario.seqs_per_replica
     return Ctx(
         seqs=seqs,
@@ -133,39 +176,31 @@ def _context(spec: ModelSpec, scenario: Scenario, tokens: int) -> Ctx:
         kv_format=scenario.kv_format,
         act_bytes=bits_per_element(scenario.act_format) / 8,
         kv_bytes=bits_per_element(scenario.kv_format) / 8,
+        prefix=prefix,
     )
 
 
-_AttnSlot = tuple[str, int]  # (layer group name, layer count): attention ops go here
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """Where a block's KV-length-dependent (attention) ops go, and what builds them."""
+
+    group: str
+    count: int
+    scenario: Scenario
+    ctx: Ctx
+    prefix: str
 
 
 @lru_cache(maxsize=64)
 def _static_ops(
-    spec: ModelSpec, scenario: Scenario, phase: Phase, tokens: int
-) -> tuple[Ctx, tuple[Op | _AttnSlot, ...]]:
+    spec: ModelSpec, scenario: Scenario, phase: Phase, tokens: int, plan: Plan | None
+) -> tuple[Op | _Slot, ...]:
     """Every op that does not depend on the KV length, with slots for the attention ops."""
     ctx = _context(spec, scenario, tokens)
     prefill = phase is Phase.PREFILL
-    items: list[Op | _AttnSlot] = list(_embedding_ops(spec, scenario, ctx))
-    for group in spec.layer_groups():
-        count = group.count
-        items.append(_norm(ctx, spec, f"{group.name}.attn_norm", group.name, count))
-        items.extend(
-            attention_static_ops(
-                spec, scenario, ctx, group.name, count, before=True, prefill=prefill
-            )
-        )
-        items.append((group.name, count))
-        items.extend(
-            attention_static_ops(
-                spec, scenario, ctx, group.name, count, before=False, prefill=prefill
-            )
-        )
-        items.append(_norm(ctx, spec, f"{group.name}.mlp_norm", group.name, count))
-        if group.moe:
-            items.extend(_moe_ops(spec, scenario, ctx, group.name, count))
-        else:
-            items.extend(_mlp_ops(spec, scenario, ctx, group.name, count))
+    items: list[Op | _Slot] = list(_embedding_ops(spec, scenario, ctx))
+    for block in plan_blocks(spec, scenario, plan):
+        items.extend(_block_items(spec, block, tokens, prefill))
     if scenario.pp > 1:
         payload = ctx.rows * spec.hidden_size * ctx.act_bytes
         items.append(
@@ -174,7 +209,63 @@ def _static_ops(
             )
         )
     items.extend(_head_ops(spec, scenario, ctx, phase))
-    return ctx, tuple(items)
+    return tuple(items)
+
+
+# cached: blocks recur across the plans of a search (a layer group's layers planned alike)
+@lru_cache(maxsize=1024)
+def _block_items(
+    spec: ModelSpec, block: Block, tokens: int, prefill: bool
+) -> tuple[Op | _Slot, ...]:
+    """One block's static ops and its attention slot, named after the block."""
+    scenario, name, count = block.scenario, block.group.name, block.count
+    ctx = _ctx_of(scenario, tokens, "" if block.prefix == name else block.prefix)
+    items: list[Op | _Slot] = [_norm(ctx, spec, f"{name}.attn_norm", name, count)]
+    items.extend(
+        attention_static_ops(spec, scenario, ctx, name, count, before=True, prefill=prefill)
+    )
+    items.append(_Slot(name, count, scenario, ctx, block.prefix))
+    items.extend(
+        attention_static_ops(spec, scenario, ctx, name, count, before=False, prefill=prefill)
+    )
+    items.append(_norm(ctx, spec, f"{name}.mlp_norm", name, count))
+    if block.group.moe:
+        items.extend(_moe_ops(spec, scenario, ctx, name, count))
+    else:
+        items.extend(_mlp_ops(spec, scenario, ctx, name, count))
+    if block.layer is not None:
+        items.extend(_overhead_ops(spec, block, ctx))
+    return tuple(items)
+
+
+def _overhead_ops(spec: ModelSpec, block: Block, ctx: Ctx) -> list[Op]:
+    """The extra GEMMs a method's `Overhead` adds to every linear layer of a part."""
+    layer = block.layer
+    assert layer is not None
+    ops: list[Op] = []
+    for part in ("attn", "mlp"):
+        overhead = layer.overhead(part)
+        if overhead is None:
+            continue
+        for lin in part_linears(spec, block.scenario, block.group.moe, part, ctx.rows):
+            if lin.batch <= 0:
+                continue  # no expert touched
+            for gemm in overhead.gemms:
+                k, n = gemm.shape(lin.in_features, lin.out_features)
+                ops.append(
+                    matmul(
+                        ctx,
+                        f"{block.group.name}.{lin.name}.{gemm.name}",
+                        block.group.name,
+                        block.count,
+                        lin.rows,
+                        n,
+                        k,
+                        gemm.weight_format,
+                        batch=lin.batch,
+                    )
+                )
+    return ops
 
 
 def _norm(ctx: Ctx, spec: ModelSpec, name: str, group: str, count: int) -> Op:
@@ -280,41 +371,13 @@ def _mlp_ops(spec: ModelSpec, scenario: Scenario, ctx: Ctx, group: str, count: i
     return ops
 
 
-def expert_tp_size(scenario: Scenario) -> int:
-    """Ways each routed expert's matrices are split: `tp / ep` with replicated tokens (dp = 1),
-    `tp` with replicated experts (ep = 1), 1 with experts spread over DP replicas (ep = dp)."""
-    if scenario.ep == 1:
-        return scenario.tp
-    return scenario.tp // scenario.ep if scenario.dp == 1 else 1
-
-
-def expected_experts_touched(num_experts: int, experts_per_token: int, tokens: float) -> float:
-    """Expected distinct experts `tokens` tokens touch under uniform top-k routing.
-
-    Each expert is missed by one token with probability `1 − k/E`, so by all `T` tokens with
-    probability `(1 − k/E)^T`: `E·(1 − (1 − k/E)^T)` experts are touched on average.
-    """
-    if tokens <= 0:
-        return 0.0
-    miss = 1.0 - experts_per_token / num_experts
-    return num_experts * (1.0 - miss**tokens)
-
-
 def _moe_ops(spec: ModelSpec, scenario: Scenario, ctx: Ctx, group: str, count: int) -> list[Op]:
     moe = spec.moe
     assert moe is not None
     h, rows = spec.hidden_size, ctx.rows
     dispatch = scenario.dp > 1 and scenario.ep > 1  # DP attention: tokens travel to experts
-    # tokens routed in the stage: one replica's rows, or every replica's under all-to-all
-    stage_rows = rows * scenario.dp if dispatch else rows
     expert_tp = expert_tp_size(scenario)
-    local_experts = moe.num_experts / scenario.ep
-    touched = (
-        local_experts
-        * expected_experts_touched(moe.num_experts, moe.experts_per_token, stage_rows)
-        / moe.num_experts
-    )
-    pairs = stage_rows * moe.experts_per_token / scenario.ep  # (token, expert) pairs here
+    touched, pairs = moe_routing(spec, scenario, rows)  # experts, (token, expert) pairs here
     router_fmt = scenario.weight_format_for(group, "router")
     router_n = moe.num_experts + (1 if moe.shared_expert_gate else 0)  # + Qwen's shared gate
     ops = [

@@ -20,6 +20,13 @@ Formulas:
   (`rows × hidden`) stays live while the op with the largest activation footprint (its inputs
   and outputs, from the prefill op graph) runs, plus the fp32 logits of the sampled rows:
   `rows·h·act_bytes + max_op(act_bytes) + seqs·vocab/tp·4`, where `rows = seqs × prompt_len`.
+
+With a `Plan` (per-layer formats), every term is summed layer by layer: each pipeline stage
+counts the weights, norms (at the layer's activation format), method overheads (the extra
+weights of an `Overhead`, sharded like their layer, see `_plan.py`) and KV cache of its own
+layers, and the most loaded stage is reported. The residual stream keeps the scenario's
+activation format (a plan sets the format of what enters a layer's ops); the largest op comes
+from the plan's prefill graph.
 """
 
 from __future__ import annotations
@@ -28,8 +35,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from quarch.models import ModelSpec
-from quarch.perf._graph import expert_tp_size, prefill_ops
+from quarch.perf._blocks import Block, plan_blocks
+from quarch.perf._graph import prefill_ops
+from quarch.perf._linears import expert_tp_size, part_linears
 from quarch.perf._ops import OpKind
+from quarch.perf._plan import Plan, check_plan
 from quarch.perf._scenario import Scenario, bits_per_element, check_scenario
 
 _FP32_LOGIT_BYTES = 4
@@ -149,68 +159,119 @@ def _layer_elements(
     return roles, small
 
 
-def _stage_weights(spec: ModelSpec, scenario: Scenario, stage: int) -> tuple[float, float]:
+def _stage_weights(
+    spec: ModelSpec, scenario: Scenario, stage: int, plan: Plan | None
+) -> tuple[float, float]:
     """(weight bytes, scale bytes) on one device of `stage`."""
     act_bytes = bits_per_element(scenario.act_format) / 8
     total = scale = 0.0
 
-    def add(group: str, role: str, elements: float) -> None:
+    def add(fmt: str, elements: float) -> None:
         nonlocal total, scale
-        fmt = scenario.weight_format_for(group, role)
         bits = bits_per_element(fmt)
         total += elements * bits / 8
         scale += elements * (bits - _element_bits(fmt)) / 8
 
-    counts = _stage_layer_counts(spec, scenario.pp)[stage]
-    for moe_layer, group in ((False, "dense"), (True, "moe")):
-        count = counts[moe_layer]
-        if not count:
-            continue
-        roles, small = _layer_elements(spec, scenario, moe_layer)
+    for block, count in _stage_blocks(spec, scenario, plan, stage):
+        s, group = block.scenario, block.group.name
+        roles, small = _layer_elements(spec, s, block.group.moe)
         for role, elements in roles:
-            add(group, role, count * elements)
-        total += count * small * act_bytes
+            add(s.weight_format_for(group, role), count * elements)
+        total += count * small * bits_per_element(s.act_format) / 8
+        for fmt, elements in _overhead_elements(spec, block):
+            add(fmt, count * elements)
     table = spec.vocab_size * spec.hidden_size / scenario.tp  # vocab-parallel
     if stage == 0:
-        add("embed", "embedding", table)
+        add(scenario.weight_format_for("embed", "embedding"), table)
     if stage == scenario.pp - 1:
         total += spec.hidden_size * act_bytes  # final norm
         if not (spec.tied_embeddings and scenario.pp == 1):
-            add("head", "lm_head", table)
+            add(scenario.weight_format_for("head", "lm_head"), table)
     return total, scale
 
 
-def _activation_peak(spec: ModelSpec, scenario: Scenario) -> float:
+def _stage_blocks(
+    spec: ModelSpec, scenario: Scenario, plan: Plan | None, stage: int
+) -> list[tuple[Block, int]]:
+    """Each block with its number of layers in pipeline stage `stage` (blocks without any left
+    out)."""
+    blocks = plan_blocks(spec, scenario, plan)
+    if plan is None:
+        counts = _stage_layer_counts(spec, scenario.pp)[stage]
+        return [(b, counts[b.group.moe]) for b in blocks if counts[b.group.moe]]
+    if scenario.pp == 1:
+        return [(b, b.count) for b in blocks]
+    stage_range = stage_layers(spec.num_layers, scenario.pp)[stage]
+    out = []
+    for b in blocks:
+        count = sum(1 for i in b.layers if i in stage_range)
+        if count:
+            out.append((b, count))
+    return out
+
+
+def _overhead_elements(spec: ModelSpec, block: Block) -> list[tuple[str, float]]:
+    """(format, elements) of the extra weights a method's overhead keeps on one device, per
+    layer of the block."""
+    layer = block.layer
+    if layer is None:
+        return []
+    out = []
+    for part in ("attn", "mlp"):
+        overhead = layer.overhead(part)
+        if overhead is None:
+            continue
+        for lin in part_linears(spec, block.scenario, block.group.moe, part, 0.0):
+            for gemm in overhead.gemms:
+                k, n = gemm.shape(lin.in_features, lin.out_features)
+                out.append((gemm.weight_format, lin.copies * k * n))
+    return out
+
+
+def _activation_peak(spec: ModelSpec, scenario: Scenario, plan: Plan | None) -> float:
     act_bytes = bits_per_element(scenario.act_format) / 8
     seqs = scenario.seqs_per_replica
     rows = seqs * scenario.prompt_len
-    ops = prefill_ops(spec, scenario)
+    ops = prefill_ops(spec, scenario, plan)
     largest = max(op.act_bytes for op in ops if op.kind is not OpKind.COMM)
     logits = seqs * spec.vocab_size / scenario.tp * _FP32_LOGIT_BYTES
     return rows * spec.hidden_size * act_bytes + largest + logits
 
 
-def memory_per_device(spec: ModelSpec, scenario: Scenario) -> MemoryBreakdown:
-    """Memory on the most loaded device when serving `scenario` (see the module doc).
+def memory_per_device(
+    spec: ModelSpec, scenario: Scenario, plan: Plan | None = None
+) -> MemoryBreakdown:
+    """Memory on the most loaded device when serving `scenario` (see the module doc), with
+    each layer's formats and method overheads from `plan` when one is given.
 
     Raises:
-        ValueError: a scenario that does not fit the model (see `check_scenario`).
+        ValueError: a scenario that does not fit the model (see `check_scenario`), or a plan of
+            another layer count.
+        TypeError: a plan that is not a `Plan`.
     """
-    return _memory_per_device(spec, scenario)
+    check_plan(plan, spec.num_layers)
+    return _memory_per_device(spec, scenario, plan)
 
 
 @lru_cache(maxsize=64)  # small: see the graph caches in _graph.py
-def _memory_per_device(spec: ModelSpec, scenario: Scenario) -> MemoryBreakdown:
+def _memory_per_device(spec: ModelSpec, scenario: Scenario, plan: Plan | None) -> MemoryBreakdown:
     check_scenario(spec, scenario)
     length = scenario.prompt_len + scenario.output_len
     if spec.sliding_window is not None:  # a sliding window keeps only its last tokens
         length = min(length, spec.sliding_window)
     tokens = scenario.seqs_per_replica * length
-    activations = _activation_peak(spec, scenario)
+    activations = _activation_peak(spec, scenario, plan)
+    per_layer = kv_elements_per_token_per_layer(spec, scenario)
     best: MemoryBreakdown | None = None
     for stage in range(scenario.pp):
-        weights, scales = _stage_weights(spec, scenario, stage)
-        kv = tokens * kv_cache_bytes_per_token(spec, scenario, stage=stage)
+        weights, scales = _stage_weights(spec, scenario, stage, plan)
+        if plan is None:
+            kv = tokens * kv_cache_bytes_per_token(spec, scenario, stage=stage)
+        else:  # each layer's cache at its own KV format
+            kv = tokens * sum(
+                count * per_layer * bits_per_element(b.scenario.kv_format) / 8
+                for b, count in _stage_blocks(spec, scenario, plan, stage)
+            )
         candidate = MemoryBreakdown(
             weight_bytes=weights,
             weight_scale_bytes=scales,

@@ -1,7 +1,10 @@
 """Predict serving a model on a device: latency, throughput, memory, energy, cost, and why.
 
-`predict(spec, hw, scenario)` prices the op graph of `_graph.py` with the op times of
-`_roofline.py`:
+`predict(spec, hw, scenario, plan)` prices the op graph of `_graph.py` with the op times of
+`_roofline.py`. A `Plan` (`_plan.py`) gives each layer its own formats and method overheads: the
+graph then has one block of ops per set of equally planned layers of a layer group, so a mixed
+design is priced in the same single pass as a uniform one (no plan: the scenario's formats in
+every layer).
 
 - **TTFT** is the prefill of the whole batch's prompts (it also yields the first token).
 - **TPOT** is the mean over the `output_len − 1` decode steps; step `j` (1-based) processes one
@@ -21,7 +24,8 @@
 - **Memory** per device comes from `memory_per_device` (weights with scales, KV cache at full
   length, peak activations) and fits when it is at most the device memory's capacity. The
   bytes of every op are read from the fastest memory level that holds all of them (weights + KV
-  + activations): device memory on GPUs, on-chip SRAM for designs that hold the whole model.
+  + activations): device memory on GPUs, on-chip SRAM for designs that hold the whole model;
+  `memory_level=` forces a level instead.
 - **Energy**: each device draws `idle_w` always and `tdp_w − idle_w` more while its busiest unit
   (matrix/vector or memory) works: an op instance costs `idle_w · time + (tdp_w − idle_w) ·
   max(compute, memory)`. Devices of the other pipeline stages idle meanwhile. Energy per token is
@@ -43,6 +47,7 @@ from quarch.models import ModelSpec, load_model_spec
 from quarch.perf._graph import decode_ops, prefill_ops
 from quarch.perf._memory import MemoryBreakdown, memory_per_device
 from quarch.perf._ops import Op
+from quarch.perf._plan import Plan, check_plan
 from quarch.perf._roofline import (
     Bound,
     Machine,
@@ -83,6 +88,7 @@ class Prediction:
         cost_per_million_tokens_usd: per million prompt + output tokens, or None without price.
         band: `(low, high)` multipliers bracketing measured times.
         overhead_s: the per-kernel overhead used.
+        plan: the per-layer formats and overheads predicted (None: the scenario's everywhere).
 
     Properties `prefill` and `decode` give the per-op breakdown (`OpTime`s; decode's attention
     ops averaged over the steps, so they sum to `tpot_s`), built on first access.
@@ -112,6 +118,7 @@ class Prediction:
     prefill_rows: tuple[OpRow, ...] = field(repr=False, compare=False)
     decode_rows: tuple[OpRow, ...] = field(repr=False, compare=False)
     decode_shown: _Shown = field(default=(), repr=False, compare=False)
+    plan: Plan | None = field(default=None, repr=False)
 
     @cached_property
     def prefill(self) -> tuple[OpTime, ...]:
@@ -127,6 +134,28 @@ class Prediction:
         for i, ops in self.decode_shown:
             times[i] = replace(times[i], op=_weighted_op(list(ops)))
         return tuple(times)
+
+    def work(self, phase: str) -> tuple[float, float]:
+        """(FLOPs, memory bytes) of the `prefill` or of one mean `decode` step, all ops, per
+        device (counts included; decode's attention averaged over the steps)."""
+        shown: _Shown = ()
+        if phase == "prefill":
+            rows = self.prefill_rows
+        elif phase == "decode":
+            rows, shown = self.decode_rows, self.decode_shown
+        else:
+            raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
+        flops = moved = 0.0
+        for op, *_ in rows:
+            flops += op.count * op.flops
+            moved += op.count * (op.weight_bytes + op.act_bytes + op.kv_bytes)
+        for i, weighted in shown:  # the mean over the steps in place of the first step's op
+            op = rows[i][0]
+            total = sum(w for _, w in weighted)
+            flops += op.count * (sum(o.flops * w for o, w in weighted) / total - op.flops)
+            mean = sum((o.weight_bytes + o.act_bytes + o.kv_bytes) * w for o, w in weighted)
+            moved += op.count * (mean / total - (op.weight_bytes + op.act_bytes + op.kv_bytes))
+        return flops, moved
 
     @property
     def prefill_bound(self) -> Bound:
@@ -218,7 +247,13 @@ def _is_affine(lo: tuple[Op, ...], mid: tuple[Op, ...], hi: tuple[Op, ...], t: f
 
 
 def _segments(
-    spec: ModelSpec, scenario: Scenario, a: int, b: int, lo: tuple[Op, ...], hi: tuple[Op, ...]
+    spec: ModelSpec,
+    scenario: Scenario,
+    plan: Plan | None,
+    a: int,
+    b: int,
+    lo: tuple[Op, ...],
+    hi: tuple[Op, ...],
 ) -> list[_Segment]:
     """Split the decode steps with KV lengths `a..b` into runs whose graphs are affine in it.
 
@@ -230,11 +265,13 @@ def _segments(
     if points <= 2:
         return [(lo, hi, points)]
     m = (a + b) // 2
-    mid = decode_ops(spec, scenario, m)
+    mid = decode_ops(spec, scenario, m, plan)
     if _is_affine(lo, mid, hi, (m - a) / (b - a)):
         return [(lo, hi, points)]
-    after = decode_ops(spec, scenario, m + 1)
-    return _segments(spec, scenario, a, m, lo, mid) + _segments(spec, scenario, m + 1, b, after, hi)
+    after = decode_ops(spec, scenario, m + 1, plan)
+    return _segments(spec, scenario, plan, a, m, lo, mid) + _segments(
+        spec, scenario, plan, m + 1, b, after, hi
+    )
 
 
 def _weighted_op(ops: list[tuple[Op, float]]) -> Op:
@@ -308,31 +345,49 @@ def _totals(rows: tuple[OpRow, ...], overhead_s: float) -> tuple[float, float]:
     return time, busy
 
 
-def predict(spec: ModelSpec | str, hw: Hardware | str, scenario: Scenario) -> Prediction:
+def predict(
+    spec: ModelSpec | str,
+    hw: Hardware | str,
+    scenario: Scenario,
+    plan: Plan | None = None,
+    *,
+    memory_level: int | None = None,
+) -> Prediction:
     """Predict serving `scenario` of model `spec` on device `hw` (see the module doc).
 
     Args:
         spec: a `ModelSpec` or a catalog model name (`llama-3.1-70b`).
         hw: a `Hardware` or a catalog device name / YAML path (`h100-sxm`).
         scenario: batch, lengths, parallelism and formats.
+        plan: per-layer formats and method overheads (a mixed design); None prices the
+            scenario's formats in every layer. Priced in one call: one block of ops per set of
+            equally planned layers, memory summed layer by layer on each pipeline stage.
+        memory_level: index of `hw.memory` every op reads from; None picks the fastest level
+            that holds the device's bytes (see the module doc).
 
     Raises:
-        ValueError: a scenario that does not fit the model, or communication the device cannot
-            do (no interconnect, a group larger than its scale-up domain).
+        ValueError: a scenario that does not fit the model, communication the device cannot
+            do (no interconnect, a group larger than its scale-up domain), a plan of another
+            layer count, or a memory level `hw` does not have.
+        TypeError: a plan that is not a `Plan`.
     """
     if isinstance(spec, str):
         spec = load_model_spec(spec)
     if isinstance(hw, str):
         hw = load_hardware(hw)
-    memory = memory_per_device(spec, scenario)
-    level = memory_level_for(hw, memory.total_bytes)
+    check_plan(plan, spec.num_layers)
+    memory = memory_per_device(spec, scenario, plan)
+    if memory_level is None:
+        level = memory_level_for(hw, memory.total_bytes)
+    else:
+        level = _check_level(hw, memory_level)
     mc = machine(hw)
-    prefill = tuple([op_row(op, mc, level) for op in prefill_ops(spec, scenario)])
+    prefill = tuple([op_row(op, mc, level) for op in prefill_ops(spec, scenario, plan)])
     p, steps = scenario.prompt_len, scenario.output_len - 1
-    first = decode_ops(spec, scenario, p)
+    first = decode_ops(spec, scenario, p, plan)
     if steps > 1:
-        last = decode_ops(spec, scenario, p + steps - 1)
-        segments = _segments(spec, scenario, p, p + steps - 1, first, last)
+        last = decode_ops(spec, scenario, p + steps - 1, plan)
+        segments = _segments(spec, scenario, plan, p, p + steps - 1, first, last)
     else:
         segments = [(first, first, 1)]
     decode, shown = _decode_rows(segments, mc, level)
@@ -376,4 +431,14 @@ def predict(spec: ModelSpec | str, hw: Hardware | str, scenario: Scenario) -> Pr
         prefill_rows=prefill,
         decode_rows=decode,
         decode_shown=shown,
+        plan=plan,
     )
+
+
+def _check_level(hw: Hardware, level: object) -> int:
+    if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level < len(hw.memory):
+        names = ", ".join(f"{i}: {m.name}" for i, m in enumerate(hw.memory))
+        raise ValueError(
+            f"memory_level must be an index of {hw.name}'s memory ({names}), got {level!r}"
+        )
+    return level

@@ -279,6 +279,7 @@ class Machine:
     plans: dict[tuple[str, str], RatePlan]  # memo of matrix_rate for this device
     gemm_factors: dict[tuple[int, int, int, int], tuple[float, int]]  # memo by (m, n, k, batch)
     attention_factors: dict[tuple[int, int, int], float]  # memo by (m, n, batch)
+    rows: dict[tuple[int, int], OpRow]  # memo of op_row by (id(op), memory level), see there
 
     def plan(self, stored_format: str, act_format: str) -> RatePlan:
         key = (stored_format, act_format)
@@ -304,6 +305,7 @@ def machine(hw: Hardware) -> Machine:
         plans={},
         gemm_factors={},
         attention_factors={},
+        rows={},
     )
 
 
@@ -411,9 +413,23 @@ def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
 def op_row(op: Op, mc: Machine, memory_level: int) -> OpRow:
     """The times of one instance of `op` as a row (see `op_time`).
 
-    Not memoized by op: hashing an op's 18 fields costs about as much as pricing it, and new
-    scenarios bring new ops. The shape factors, which are costly and recur, are memoized.
+    Memoized by the op object's identity, not its value: hashing an op's 18 fields costs about
+    as much as pricing it, while the op graph's caches hand out the same op objects again (the
+    blocks of a search's plans recur). The memo keeps each op it holds alive, so an id in it
+    cannot be reused by another op; it is bounded like the shape memos.
     """
+    key = (id(op), memory_level)
+    found = mc.rows.get(key)
+    if found is not None and found[0] is op:
+        return found
+    row = _op_row(op, mc, memory_level)
+    if len(mc.rows) >= _MEMO_LIMIT:
+        mc.rows.clear()  # bounded: new scenarios bring new ops
+    mc.rows[key] = row
+    return row
+
+
+def _op_row(op: Op, mc: Machine, memory_level: int) -> OpRow:
     kind = op.kind
     convert_s, factor, key = 0.0, 1.0, "none"
     if kind is OpKind.MATMUL or kind is OpKind.ROUTER or kind is OpKind.ATTENTION:

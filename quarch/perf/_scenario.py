@@ -17,7 +17,9 @@ Parallelism, per pipeline stage of `tp × dp` devices (`tp × pp × dp` devices 
 Formats are `quarch.formats` strings. `weight_overrides` maps a layer group (`dense`, `moe`), a
 role (`embedding`, `attn`, `mlp`, `router`, `experts`, `shared_experts`, `lm_head`) or a
 `group.role` pair to a weight format; the most specific key wins (`group.role`, then `role`, then
-`group`, then `weight_format`).
+`group`, then `weight_format`). Formats that change from layer to layer (a mixed design) are
+a `Plan` passed to `predict` beside the scenario (see `_plan.py`), not part of it: the scenario
+says what is served, the plan how each layer is stored.
 """
 
 from __future__ import annotations
@@ -98,12 +100,12 @@ class Scenario:
         overrides = self.weight_overrides
         pairs = () if overrides == () else tuple(sorted(dict(overrides).items()))
         object.__setattr__(self, "weight_overrides", pairs)
-        _check_format("Scenario.weight_format", self.weight_format)
-        _check_format("Scenario.act_format", self.act_format)
-        _check_format("Scenario.kv_format", self.kv_format)
+        check_format("Scenario.weight_format", self.weight_format)
+        check_format("Scenario.act_format", self.act_format)
+        check_format("Scenario.kv_format", self.kv_format)
         for key, fmt in pairs:
             _check_override_key(key)
-            _check_format(f"Scenario.weight_overrides[{key!r}]", fmt)
+            check_format(f"Scenario.weight_overrides[{key!r}]", fmt)
         object.__setattr__(self, "_hash", hash(_hashed_values(self)))
 
     @property
@@ -132,7 +134,8 @@ _hashed_values = attrgetter(*(f.name for f in fields(Scenario) if f.compare))
 """The tuple of a scenario's compared fields, which its hash is computed from."""
 
 
-def _check_format(where: str, fmt: object) -> None:
+def check_format(where: str, fmt: object) -> None:
+    """Raise unless `fmt` is a valid format string (TypeError / ValueError naming `where`)."""
     if not isinstance(fmt, str):
         raise TypeError(f"{where} must be a format string, got {fmt!r}")
     try:

@@ -26,7 +26,9 @@ class Ctx:
     """What one forward pass on one device looks like, independent of the model's layers.
 
     Fields: `seqs` sequences on this attention replica, `tokens` new tokens per sequence, `rows`
-    = seqs × tokens, `tp`, the activation and KV formats and their bytes per element.
+    = seqs × tokens, `tp`, the activation and KV formats and their bytes per element, and
+    `prefix`: the name of the block of layers being built (`dense[0-3]`), which replaces the
+    layer group's name at the head of op names; empty to keep them.
     """
 
     seqs: int
@@ -37,6 +39,13 @@ class Ctx:
     kv_format: str
     act_bytes: float
     kv_bytes: float
+    prefix: str = ""
+
+
+def op_name(ctx: Ctx, group: str, name: str) -> str:
+    """`name` (`<group>.<rest>`) with the block prefix of `ctx` in place of the group."""
+    prefix = ctx.prefix
+    return name if not prefix or not name.startswith(group) else prefix + name[len(group) :]
 
 
 def ceil_int(x: float) -> int:
@@ -70,7 +79,7 @@ def matmul(
     """
     weight_bytes = batch * k * n * bits_per_element(weight_format) / 8 + bias * ctx.act_bytes
     return Op(
-        name=name,
+        name=op_name(ctx, group, name),
         kind=kind,
         group=group,
         count=count,
@@ -101,7 +110,7 @@ def elementwise(
 ) -> Op:
     """A vector-unit op over `m` rows of `n` features moving `act_elements` activations."""
     return Op(
-        name=name,
+        name=op_name(ctx, group, name),
         kind=OpKind.ELEMENTWISE,
         group=group,
         count=count,
@@ -128,7 +137,7 @@ def comm_op(
 ) -> Op:
     """A communication op alone: `payload_bytes` per device over `comm_group` devices."""
     return Op(
-        name=name,
+        name=op_name(ctx, group, name),
         kind=OpKind.COMM,
         group=group,
         count=count,

@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         study: Annotated[Path | None, typer.Argument(help="study YAML file")] = None,
         out: Annotated[Path, typer.Option(help="output directory")] = Path("quarch-out/explore"),
         model: Annotated[
-            str | None, typer.Option(help="shipped | tiny-llama | path | hub id")
+            str | None, typer.Option(help="shipped | tiny-llama|moe|mla | path | hub id")
         ] = None,
         hw: Annotated[str | None, typer.Option(help="devices, comma-separated")] = None,
         trials: Annotated[int | None, typer.Option(help="trials in all")] = None,

@@ -65,17 +65,17 @@ def design_config(space: DesignSpace, design: Design, *, seed: int = 0) -> Quant
 @lru_cache(maxsize=4096)
 def option_bits(option: WeightOption, shape: tuple[int, int], serving_dtype: str) -> float:
     """Storage bits of one `[out, in]` weight under an option: elements, scales, zero-points,
-    and LQER's factors A `[in, r]`, B `[r, out]` at their format. Float: the serving dtype."""
+    and the extra weights its method declares (LQER's factors A `[in, r]`, B `[r, out]` at
+    their format). Float: the serving dtype."""
     from quarch.formats import Format
 
     numel = shape[0] * shape[1]
     if option.format is None:
         return float(Format.parse(serving_dtype).bits_per_element) * numel
     bits = float(Format.parse(option.format).storage_bits(shape))
-    lowrank = option.lowrank
-    if lowrank is not None:
-        rank, fmt = lowrank
-        bits += rank * (shape[0] + shape[1]) * float(Format.parse(fmt).bits_per_element)
+    overhead = option.overhead
+    if overhead is not None:
+        bits += overhead.weight_bytes(shape[1], shape[0]) * 8
     return bits
 
 

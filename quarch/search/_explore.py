@@ -98,13 +98,15 @@ class ExploreResult:
 
 def load_study_model(source: str) -> Any:
     """The `LoadedModel` of a study's `model` field."""
-    from quarch.models import load_model, tiny_llama
+    from quarch.models import TINY_MODELS, load_model, tiny_model, unfuse_experts
 
     if source == "shipped":
         return load_model()
-    if source == "tiny-llama":
-        return tiny_llama(seed=0)
-    return load_model(source)
+    if source in TINY_MODELS:
+        return tiny_model(source, seed=0)
+    loaded = load_model(source)
+    unfuse_experts(loaded.model)  # MoE: routed experts as linear layers (see search/_layout)
+    return loaded
 
 
 def _model_id(loaded: Any, lab: AccuracyLab) -> str:
@@ -122,7 +124,9 @@ def _model_spec(spec: StudySpec, loaded: Any) -> Any:
     if spec.model_spec is not None:
         return load_model_spec(spec.model_spec)
     config = loaded.model.config.to_dict()
-    name = "tiny-llama" if spec.model == "tiny-llama" else Path(str(loaded.source)).stem
+    from quarch.models import TINY_MODELS
+
+    name = spec.model if spec.model in TINY_MODELS else Path(str(loaded.source)).stem
     return spec_from_hf_config(config, name=name, source=str(loaded.source))
 
 

@@ -2,6 +2,14 @@
 
 `ModelLayout` is plain data read once from a torch model, so the search (and its worker
 processes) can turn designs into `QuantConfig` rules and count weights without the model.
+
+Parts: every linear layer under a block's attention module is `attn` (for MLA: the query,
+latent KV and output projections), every one under its feed-forward module is `mlp` (for a
+mixture-of-experts block: each routed expert's and the shared experts' projections, and any
+gate that is an `nn.Linear`). Routed experts must be `nn.Linear` layers: transformers ≥ 5 fuses
+them into 3-D parameters, which `quarch.models.unfuse_experts` turns back into linear layers
+(the same function); a block with fused experts is refused rather than searched with its
+experts left float.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ MLP = "mlp"
 PARTS = (ATTN, MLP)
 
 _ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
-_MLP_NAMES = ("mlp", "feed_forward", "ffn")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,12 +91,22 @@ def _part_of(child: str) -> str | None:
     return None
 
 
+def _check_unfused(where: str, part: nn.Module) -> None:
+    """Refuse weights a linear-layer quantizer would not see: 3-D (fused expert) parameters."""
+    for name, p in part.named_parameters():
+        if p.dim() >= 3:
+            raise ValueError(
+                f"{where}.{name}: fused expert weights {tuple(p.shape)} are not linear layers; "
+                "call quarch.models.unfuse_experts(model) first"
+            )
+
+
 def model_layout(model: nn.Module) -> ModelLayout:
-    """Read the layout of a decoder-only transformer (LLaMA-style blocks: attention + MLP).
+    """Read the layout of a decoder-only transformer (blocks of attention + MLP or experts).
 
     Raises:
-        ValueError: no block list, or a block whose linear layers are neither in an attention
-            module nor in an MLP (for example mixture-of-experts blocks).
+        ValueError: no block list, a block whose linear layers are neither in an attention
+            module nor in an MLP, or fused (3-D) expert weights (see the module doc).
     """
     prefix, blocks = _block_list(model)
     parts: dict[str, str] = {}
@@ -96,20 +114,20 @@ def model_layout(model: nn.Module) -> ModelLayout:
     for i, block in enumerate(blocks):
         infos = []
         for child_name, child in block.named_children():
+            part = _part_of(child_name)
+            if part is not None:
+                _check_unfused(f"{prefix}.{i}.{child_name}", child)
             linears = [(n, m) for n, m in child.named_modules() if isinstance(m, nn.Linear)]
             if not linears:
                 continue
-            part = _part_of(child_name)
             if part is None:
                 raise ValueError(
                     f"{prefix}.{i}.{child_name}: linear layers outside an attention or MLP module "
-                    f"({', '.join(_ATTN_NAMES + _MLP_NAMES)}); explore supports dense LLaMA-style "
-                    "blocks"
+                    f"({', '.join(_ATTN_NAMES + _MLP_NAMES)}); explore supports blocks of "
+                    "attention and an MLP or experts"
                 )
             if parts.setdefault(part, child_name) != child_name:
                 raise ValueError(f"{prefix}.{i}: two modules for the {part} part")
-            if part == MLP and any(isinstance(m, nn.ModuleList) for m in child.modules()):
-                raise ValueError(f"{prefix}.{i}.{child_name}: mixture-of-experts is not supported")
             for sub, m in linears:
                 shape = (int(m.weight.shape[0]), int(m.weight.shape[1]))
                 infos.append(
@@ -127,21 +145,60 @@ def model_layout(model: nn.Module) -> ModelLayout:
     )
 
 
-def layout_from_spec(spec: ModelSpec) -> ModelLayout:
-    """The layout an HF LLaMA-family checkpoint of this dense spec has (`model.layers.{i}`,
-    `self_attn.{q,k,v,o}_proj`, `mlp.{gate,up,down}_proj`), built without loading weights."""
-    if spec.moe is not None or spec.mla is not None:
-        raise ValueError(f"{spec.name}: explore supports dense GQA models")
-    h, d = spec.hidden_size, spec.head_dim
-    q, kv, ffn = spec.num_heads * d, spec.num_kv_heads * d, spec.intermediate_size
-    attn = (("q_proj", (q, h)), ("k_proj", (kv, h)), ("v_proj", (kv, h)), ("o_proj", (h, q)))
-    mlp = [("up_proj", (ffn, h)), ("down_proj", (h, ffn))]
+def _attention_shapes(spec: ModelSpec) -> list[tuple[str, tuple[int, int]]]:
+    h, heads = spec.hidden_size, spec.num_heads
+    mla = spec.mla
+    if mla is None:
+        q, kv = heads * spec.head_dim, spec.num_kv_heads * spec.head_dim
+        return [("q_proj", (q, h)), ("k_proj", (kv, h)), ("v_proj", (kv, h)), ("o_proj", (h, q))]
+    if mla.q_lora_rank is None:
+        out = [("q_proj", (heads * mla.qk_head_dim, h))]
+    else:
+        rank = mla.q_lora_rank
+        out = [("q_a_proj", (rank, h)), ("q_b_proj", (heads * mla.qk_head_dim, rank))]
+    up = heads * (mla.qk_nope_head_dim + mla.v_head_dim)
+    out += [
+        ("kv_a_proj_with_mqa", (mla.kv_cache_dim, h)),
+        ("kv_b_proj", (up, mla.kv_lora_rank)),
+        ("o_proj", (h, heads * mla.v_head_dim)),
+    ]
+    return out
+
+
+def _mlp_shapes(spec: ModelSpec, prefix: str, width: int) -> list[tuple[str, tuple[int, int]]]:
+    h = spec.hidden_size
+    out = [(f"{prefix}up_proj", (width, h)), (f"{prefix}down_proj", (h, width))]
     if spec.gated_mlp:
-        mlp.insert(0, ("gate_proj", (ffn, h)))
+        out.insert(0, (f"{prefix}gate_proj", (width, h)))
+    return out
+
+
+def _ffn_shapes(spec: ModelSpec, layer: int) -> list[tuple[str, tuple[int, int]]]:
+    moe = spec.moe
+    if moe is None or not moe.is_moe_layer(layer):
+        return _mlp_shapes(spec, "", spec.intermediate_size)
+    out = []
+    for e in range(moe.num_experts):
+        out += _mlp_shapes(spec, f"experts.{e}.", moe.expert_intermediate_size)
+    if moe.num_shared_experts:
+        # Qwen-MoE: one `shared_expert` and its sigmoid gate; DeepSeek: `shared_experts`
+        name = "shared_expert." if moe.shared_expert_gate else "shared_experts."
+        out += _mlp_shapes(spec, name, moe.num_shared_experts * moe.shared_intermediate_size)
+        if moe.shared_expert_gate:
+            out.append(("shared_expert_gate", (1, spec.hidden_size)))
+    return out
+
+
+def layout_from_spec(spec: ModelSpec) -> ModelLayout:
+    """The layout an HF checkpoint of this spec has (`model.layers.{i}`, `self_attn.*` and
+    `mlp.*` projections as transformers names them; routed experts unfused as
+    `mlp.experts.{e}.{gate,up,down}_proj`, see the module doc), built without loading weights.
+    Routers are not `nn.Linear` in transformers ≥ 5 and are left out."""
+    attn = _attention_shapes(spec)
     layers = tuple(
         tuple(
             LinearInfo(name=f"model.layers.{i}.{mod}.{n}", part=part, shape=shape)
-            for part, mod, items in ((ATTN, "self_attn", attn), (MLP, "mlp", mlp))
+            for part, mod, items in ((ATTN, "self_attn", attn), (MLP, "mlp", _ffn_shapes(spec, i)))
             for n, shape in items
         )
         for i in range(spec.num_layers)

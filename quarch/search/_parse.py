@@ -9,7 +9,7 @@ The YAML form, with the defaults:
 
 ```yaml
 name: explore                  # the Optuna study name
-model: shipped                 # shipped | tiny-llama | GGUF file | HF directory | cached hub id
+model: shipped                 # shipped | tiny-llama | tiny-moe | tiny-mla | GGUF | HF dir | hub id
 model_spec: null               # catalog model for the perf model (default: the model's config)
 serving_dtype: bf16            # the format float tensors are served in by the performance model
 hardware:

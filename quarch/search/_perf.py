@@ -1,43 +1,44 @@
-"""The performance of a design: `quarch.perf.predict` over layers that use different formats.
+"""The performance of a design: its `quarch.perf.Plan`, priced by `quarch.perf.predict`.
 
-`quarch.perf.Scenario` gives formats per role (`attn`, `mlp`) and per layer group (`dense`,
-`moe`), not per layer index, and the op graph computes identical layers once. A design gives
-each run of layers its own formats, so its costs are assembled from uniform predictions:
+A design gives each layer its formats: the weight option of its attention and of its MLP (for a
+mixture-of-experts layer the MLP option covers the experts and the shared experts, as the
+design's rules quantize every linear layer of the MLP module, and the router where it is one of
+them; transformers >= 5 routers are not, and stay at the serving dtype), the format of the
+activations entering its linear layers, and of its KV cache; a weight option's method may add
+an `Overhead` (LQER's low-rank GEMMs), declared in the method registry. `PerfModel` maps a
+design to the `Plan` saying exactly that and calls `predict` once per scenario; `PerfMetrics`
+is the search's view of the `Prediction`, read from its fields (no time, energy or cost formula
+lives here).
 
-- For each distinct per-layer combination `c` = (attention weight, MLP weight, activation, KV
-  format) used by `n_c` of the `L` layers, predict the scenario with every layer at `c`.
-- A pass's time is the sum over ops of count × time (`predict`'s TTFT and TPOT), and only the
-  layer ops (group `dense`) depend on `c`; each layer op's count is `L`. So the mixed pass time
-  is the non-layer ops of the all-float prediction (embedding and LM head are never searched)
-  plus `Σ_c (n_c / L) ×` the layer ops of prediction `c` — exact, not an approximation.
-- Energy uses `predict`'s formula (idle power of every device throughout, plus the dynamic power
-  of the running stage while its busiest unit works) on the same mixed sums; cost is price ×
-  devices × latency over tokens, as `predict` does.
-- Memory: weights, scales and KV cache mix the same way (they are per layer); the activation
-  peak is the largest over the combinations. With pipeline parallelism (pp > 1) the layer
-  average stands in for the most loaded stage (an approximation).
-- All predictions read their bytes from the memory level the mixed total fits in (the fastest
-  that holds it), so the combinations never disagree on it.
-- LQER options add two GEMMs per linear layer (`x A`, then `(x A) B`) with the factors in their
-  format, priced with `quarch.perf.op_time` and counted in memory; the performance model itself
-  has no low-rank ops. Their sharding under tensor parallelism is taken as even (factors / tp).
+"float" is priced at the study's serving dtype, and so are the tensors a design never
+quantizes: the embedding, the final norm and LM head (the scenario's formats), and the residual
+stream between the blocks.
+
+Against the earlier per-combination assembly (uniform predictions mixed by layer share), the
+numbers are equal (within float rounding) for pp = 1 and tp = 1, except for two terms that it
+got slightly wrong: the final norm's weights are at the serving dtype (they were at the
+layers' mean activation format), and the activation peak keeps the residual stream at the
+serving dtype (it was the largest peak over the per-combination predictions, each with every
+activation at the combination's format). Where they differ on purpose:
+
+- pp > 1: each stage's memory counts its own layers (it was the layer-average stage).
+- tp > 1: LQER's factors shard like their layer: a column-parallel layer keeps A `[in, r]`
+  whole and splits B `[r, out/tp]`, a row-parallel one splits A `[in/tp, r]` and keeps B whole
+  (both factors were split `tp` ways, and the GEMMs priced as if column-parallel).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from quarch.hardware import Hardware, MemoryLevel, load_hardware
+from quarch.hardware import Hardware, load_hardware
 from quarch.models import ModelSpec
-from quarch.perf import Op, OpKind, OpTime, Prediction, Scenario, op_time, predict
-from quarch.search._layout import ATTN, MLP
+from quarch.perf import LayerPlan, Plan, Prediction, Scenario, predict
+from quarch.search._layout import MLP
 from quarch.search._space import HW_DEVICE, Design, DesignSpace
-from quarch.search._study import ScenarioSpec, template_hardware
-
-_LAYER_GROUPS = ("dense", "moe")
+from quarch.search._study import FLOAT, ScenarioSpec, template_hardware
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,79 +80,30 @@ def scenario_of(s: ScenarioSpec, **formats: Any) -> Scenario:
     )
 
 
-@lru_cache(maxsize=256)
-def _forced_level(hw: Hardware, level: int, resident_bytes: float) -> Hardware:
-    """`hw` whose only level able to hold `resident_bytes` is `level` (and level 0), so
-    `predict` reads from `level`; indices, bandwidths and efficiencies are unchanged."""
-    levels = []
-    for i, lvl in enumerate(hw.memory):
-        if i == level:
-            cap = max(lvl.capacity_bytes, resident_bytes * 2 + 1.0)
-        elif i == 0:
-            cap = lvl.capacity_bytes
-        else:
-            cap = 1.0  # too small to hold anything
-        levels.append(
-            MemoryLevel(
-                name=lvl.name,
-                capacity_bytes=cap,
-                bytes_per_s=lvl.bytes_per_s,
-                pj_per_byte=lvl.pj_per_byte,
-            )
-        )
-    return replace(hw, memory=tuple(levels))
-
-
-def level_for(hw: Hardware, resident_bytes: float) -> int:
-    """The fastest memory level whose capacity holds `resident_bytes` (0 when none does), as
-    `quarch.perf.predict` chooses it."""
-    best = 0
-    for i, lvl in enumerate(hw.memory):
-        if lvl.capacity_bytes >= resident_bytes and lvl.bytes_per_s > hw.memory[best].bytes_per_s:
-            best = i
-    return best
-
-
-@lru_cache(maxsize=8192)
-def _predict(spec: ModelSpec, hw: Hardware, scenario: Scenario) -> Prediction:
-    return predict(spec, hw, scenario)
-
-
-@dataclass
-class _Pass:
-    """Sums over one pass's ops: time and busy time (see `predict`), FLOPs and bytes."""
-
-    time_s: float = 0.0
-    busy_s: float = 0.0
-    flops: float = 0.0
-    bytes: float = 0.0
-
-    def add(self, other: _Pass, weight: float = 1.0) -> None:
-        self.time_s += weight * other.time_s
-        self.busy_s += weight * other.busy_s
-        self.flops += weight * other.flops
-        self.bytes += weight * other.bytes
-
-
-def _split(ops: tuple[OpTime, ...]) -> tuple[_Pass, _Pass]:
-    """(layer ops, other ops) of one pass; an op's busiest unit works
-    `min(max(compute, memory), time − overhead)`, as in `predict`."""
-    layer, other = _Pass(), _Pass()
-    for t in ops:
-        n = t.op.count
-        acc = layer if t.op.group in _LAYER_GROUPS else other
-        acc.time_s += n * t.time_s
-        acc.busy_s += n * min(max(t.compute_s, t.memory_s), t.time_s - t.overhead_s)
-        acc.flops += n * t.op.flops
-        acc.bytes += n * (t.op.weight_bytes + t.op.act_bytes + t.op.kv_bytes)
-    return layer, other
-
-
-@lru_cache(maxsize=256)
-def _bits(fmt: str) -> float:
-    from quarch.formats import Format
-
-    return float(Format.parse(fmt).bits_per_element)
+def metrics_of(p: Prediction, hw: Hardware) -> PerfMetrics:
+    """The search's view of a prediction."""
+    m = p.memory
+    prefill_flops, prefill_bytes = p.work("prefill")
+    decode_flops, decode_bytes = p.work("decode")
+    return PerfMetrics(
+        ttft_s=p.ttft_s,
+        tpot_s=p.tpot_s,
+        e2e_latency_s=p.e2e_latency_s,
+        memory_bytes=m.total_bytes,
+        weight_bytes=m.weight_bytes,
+        weight_scale_bytes=m.weight_scale_bytes,
+        kv_cache_bytes=m.kv_cache_bytes,
+        activation_bytes=m.activation_bytes,
+        capacity_bytes=p.memory_capacity_bytes,
+        fits=p.fits,
+        energy_per_token_j=p.energy_per_token_j,
+        cost_per_million_tokens_usd=p.cost_per_million_tokens_usd,
+        memory_level=hw.memory[p.memory_level].name,
+        prefill_flops=prefill_flops,
+        prefill_bytes=prefill_bytes,
+        decode_flops=decode_flops,
+        decode_bytes=decode_bytes,
+    )
 
 
 class PerfModel:
@@ -163,18 +115,28 @@ class PerfModel:
         spec: ModelSpec,
         scenarios: tuple[ScenarioSpec, ...],
     ) -> None:
-        if spec.moe is not None or spec.mla is not None:
-            raise ValueError(f"explore supports dense GQA models; {spec.name} is MoE or MLA")
         if spec.num_layers != space.layout.num_layers:
             raise ValueError(
                 f"model spec {spec.name} has {spec.num_layers} layers, the loaded model "
                 f"{space.layout.num_layers}"
             )
+        if spec.mla is not None:
+            _check_no_kv_choice(space, spec)
         self.space = space
         self.spec = spec
         self.scenarios = scenarios
-        for s in scenarios:  # fail early on parallelism the model cannot take
-            _predict(spec, self.reference_hardware(), scenario_of(s))
+        # a router is quantized with its MLP only where it is a linear layer of the model
+        # (transformers >= 5 routers are not `nn.Linear`); otherwise it stays at serving dtype
+        self._router = None if _has_linear_router(space) else space.serving_dtype
+        self._layer_plans: dict[tuple[str, str, str, str], LayerPlan] = {}
+        serving = space.serving_dtype
+        self._scenarios = {
+            s.name: scenario_of(s, weight_format=serving, act_format=serving, kv_format=serving)
+            for s in scenarios
+        }
+        ref = self.reference_hardware()
+        for scenario in self._scenarios.values():  # fail early on parallelism the model cannot take
+            predict(spec, ref, scenario)
 
     def reference_hardware(self) -> Hardware:
         return self.hardware(Design.of(self.space.reference_hardware()[0]))
@@ -187,161 +149,61 @@ class PerfModel:
             self.space.hardware.price_per_hour_usd,
         )
 
+    def plan(self, design: Design) -> Plan:
+        """The design's formats and method overheads, layer by layer."""
+        return Plan.of(self._layer_plan(row) for row in self.space.layer_choices(design))
+
     def evaluate(self, design: Design) -> dict[str, PerfMetrics]:
         """Metrics per scenario name."""
         hw = self.hardware(design)
-        combos = Counter(self._combo(row) for row in self.space.layer_choices(design))
-        return {s.name: self._scenario(hw, s, combos) for s in self.scenarios}
-
-    # ---- internals ----------------------------------------------------------------------
-
-    def _combo(self, row: tuple[str, str, str, str]) -> tuple[str, str, str, str, str, str]:
-        wa, wm, act, kv = row
-        opts = self.space.options
-        fmt = self.space.perf_format
-        return (
-            fmt(opts[wa].format or "float"),
-            fmt(opts[wm].format or "float"),
-            fmt(act),
-            fmt(kv),
-            wa,
-            wm,
-        )
-
-    def _scenario(
-        self, hw: Hardware, s: ScenarioSpec, combos: Counter[tuple[str, str, str, str, str, str]]
-    ) -> PerfMetrics:
-        spec, layers = self.spec, self.spec.num_layers
-        serving = self.space.serving_dtype
-        scen = {
-            c: scenario_of(
-                s,
-                weight_format=serving,
-                weight_overrides={"attn": c[0], "mlp": c[1]},
-                act_format=c[2],
-                kv_format=c[3],
-            )
-            for c in combos
+        plan = self.plan(design)
+        return {
+            name: metrics_of(predict(self.spec, hw, scenario, plan), hw)
+            for name, scenario in self._scenarios.items()
         }
-        ref_scen = scenario_of(s, weight_format=serving, act_format=serving, kv_format=serving)
-        preds = {c: _predict(spec, hw, sc) for c, sc in scen.items()}
-        weights, scales, kv, acts = self._memory(preds, combos, s)
-        total = weights + kv + acts
-        level = level_for(hw, total)
-        forced = _forced_level(hw, level, total)
 
-        def at_level(sc: Scenario, p: Prediction) -> Prediction:
-            return p if p.memory_level == level else _predict(spec, forced, sc)
-
-        preds = {c: at_level(scen[c], p) for c, p in preds.items()}
-        ref = at_level(ref_scen, _predict(spec, hw, ref_scen))
-        passes = {}
-        for phase in ("prefill", "decode"):
-            acc = _split(getattr(ref, phase))[1]  # embedding, final norm, LM head
-            for c, n in combos.items():
-                acc.add(_split(getattr(preds[c], phase))[0], n / layers)
-                acc.add(self._lowrank_pass(c, s, hw, level, phase), n)
-            passes[phase] = acc
-        ttft, tpot = passes["prefill"].time_s, passes["decode"].time_s
-        steps = s.output_len - 1
-        e2e = ttft + steps * tpot
-        tokens = s.batch * (s.prompt_len + s.output_len)
-        devices = s.tp * s.pp * s.dp
-        busy = passes["prefill"].busy_s + steps * passes["decode"].busy_s
-        energy = hw.idle_w * devices * e2e + (hw.tdp_w - hw.idle_w) * s.tp * s.dp * busy
-        price = hw.price_per_hour_usd
-        return PerfMetrics(
-            ttft_s=ttft,
-            tpot_s=tpot,
-            e2e_latency_s=e2e,
-            memory_bytes=total,
-            weight_bytes=weights,
-            weight_scale_bytes=scales,
-            kv_cache_bytes=kv,
-            activation_bytes=acts,
-            capacity_bytes=hw.memory_capacity_bytes,
-            fits=total <= hw.memory_capacity_bytes,
-            energy_per_token_j=energy / tokens,
-            cost_per_million_tokens_usd=None
-            if price is None
-            else price * devices * e2e / 3600.0 / tokens * 1e6,
-            memory_level=hw.memory[level].name,
-            prefill_flops=passes["prefill"].flops,
-            prefill_bytes=passes["prefill"].bytes,
-            decode_flops=passes["decode"].flops,
-            decode_bytes=passes["decode"].bytes,
-        )
-
-    def _memory(
-        self,
-        preds: dict[Any, Prediction],
-        combos: Counter[tuple[str, str, str, str, str, str]],
-        s: ScenarioSpec,
-    ) -> tuple[float, float, float, float]:
-        """(weights incl. LQER factors, scales, KV cache, activation peak) bytes per device."""
-        layers = self.spec.num_layers
-        weights = scales = kv = 0.0
-        for c, n in combos.items():
-            m = preds[c].memory
-            weights += n / layers * (m.weight_bytes + self._lowrank_bytes(c, s))
-            scales += n / layers * m.weight_scale_bytes
-            kv += n / layers * m.kv_cache_bytes
-        acts = max(p.memory.activation_bytes for p in preds.values())
-        return weights, scales, kv, acts
-
-    def _lowrank(self, label: str) -> tuple[int, str] | None:
-        return self.space.options[label].lowrank
-
-    def _lowrank_bytes(self, c: tuple[str, ...], s: ScenarioSpec) -> float:
-        """Bytes of one layer's LQER factors on one device, times the layer count (so that
-        `n_c / L ×` it is the design's share, like the per-combination weight bytes)."""
-        total = 0.0
-        for label, part in ((c[4], ATTN), (c[5], MLP)):
-            lr = self._lowrank(label)
-            if lr is None:
-                continue
-            rank, fmt = lr
-            for out_f, in_f in self._shapes(part):
-                total += rank * (in_f + out_f) * _bits(fmt) / 8 / s.tp
-        return total * self.spec.num_layers / s.pp
-
-    def _shapes(self, part: str) -> list[tuple[int, int]]:
-        return [li.shape for li in self.space.layout.linears[0] if li.part == part]
-
-    def _lowrank_pass(
-        self, c: tuple[str, ...], s: ScenarioSpec, hw: Hardware, level: int, phase: str
-    ) -> _Pass:
-        """One layer's low-rank GEMMs (`x A`, then `(x A) B`) in one pass."""
-        out = _Pass()
-        tokens = s.batch // s.dp * (s.prompt_len if phase == "prefill" else 1)
-        for label, part in ((c[4], ATTN), (c[5], MLP)):
-            lr = self._lowrank(label)
-            if lr is None:
-                continue
-            rank, fmt = lr
-            for out_f, in_f in self._shapes(part):
-                for k, n in ((in_f, rank), (rank, out_f // s.tp)):
-                    t = op_time(_lowrank_op(tokens, n, k, fmt, c[2]), hw, memory_level=level)
-                    busy = min(max(t.compute_s, t.memory_s), t.time_s - t.overhead_s)
-                    out.add(_Pass(t.time_s, busy, t.op.flops, t.op.weight_bytes + t.op.act_bytes))
-        return out
+    def _layer_plan(self, row: tuple[str, str, str, str]) -> LayerPlan:
+        found = self._layer_plans.get(row)
+        if found is None:
+            found = self._layer_plans[row] = _layer_plan(self.space, row, self._router)
+        return found
 
 
-def _lowrank_op(tokens: int, n: int, k: int, fmt: str, act: str) -> Op:
-    act_b = _bits(act) / 8
-    return Op(
-        name="lqer.lowrank",
-        kind=OpKind.MATMUL,
-        group="dense",
-        count=1,
-        m=tokens,
-        n=n,
-        k=k,
-        flops=2.0 * tokens * n * k,
-        weight_bytes=n * k * _bits(fmt) / 8,
-        act_bytes=tokens * (n + k) * act_b,
-        weight_format=fmt,
-        act_format=act,
+def _check_no_kv_choice(space: DesignSpace, spec: ModelSpec) -> None:
+    """MLA caches a latent; the accuracy side quantizes K/V per head after RoPE (transformers'
+    attention interface sees the rebuilt keys and values), which is not the cache the
+    performance model prices, so an MLA study keeps its KV cache float."""
+    for g in space.groups:
+        if any(kv != FLOAT for kv in g.kv):
+            raise ValueError(
+                f"space.kv: {list(g.kv)} for group {g.name} of {spec.name}, a multi-head latent "
+                "attention model: KV-cache formats are not supported on MLA (its latent cache "
+                "is not what the accuracy side quantizes); use kv: [float]"
+            )
+
+
+def _has_linear_router(space: DesignSpace) -> bool:
+    return any(
+        li.part == MLP and li.name.rsplit(".", 1)[-1] in ("gate", "router")
+        for layer in space.layout.linears
+        for li in layer
+    )
+
+
+def _layer_plan(
+    space: DesignSpace, row: tuple[str, str, str, str], router: str | None
+) -> LayerPlan:
+    """(attention option, MLP option, act choice, KV choice) -> the layer's plan."""
+    wa, wm, act, kv = row
+    opts, fmt = space.options, space.perf_format
+    return LayerPlan(
+        attn=fmt(opts[wa].format or "float"),
+        mlp=fmt(opts[wm].format or "float"),
+        router=router,
+        act=fmt(act),
+        kv=fmt(kv),
+        attn_overhead=opts[wa].overhead,
+        mlp_overhead=opts[wm].overhead,
     )
 
 
@@ -367,4 +229,4 @@ def _hardware(values: tuple[tuple[str, Any], ...], template: bool, price: float 
     return hw
 
 
-__all__ = ["HW_DEVICE", "PerfMetrics", "PerfModel", "level_for"]
+__all__ = ["HW_DEVICE", "PerfMetrics", "PerfModel", "metrics_of"]

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quarch.search._layout import ATTN, MLP, PARTS, ModelLayout
 from quarch.search._study import (
@@ -34,6 +34,9 @@ from quarch.search._study import (
     TemplateParam,
 )
 
+if TYPE_CHECKING:
+    from quarch.perf import Overhead
+
 HW_DEVICE = "hw.device"
 
 
@@ -46,14 +49,12 @@ class WeightOption:
     method: MethodVariant = field(default_factory=lambda: MethodVariant(name="rtn"))
 
     @property
-    def lowrank(self) -> tuple[int, str] | None:
-        """(rank, factor format) of an LQER option, else None."""
-        if self.method.name != "lqer":
-            return None
+    def overhead(self) -> Overhead | None:
+        """What the option's method adds to each linear layer (declared in its registry entry;
+        e.g. LQER's low-rank GEMMs and factors), or None."""
         from quarch.quant import get_method
 
-        resolved = get_method("lqer").resolve_params(self.method.params)
-        return int(resolved["rank"]), str(resolved["lowrank_format"])
+        return get_method(self.method.name).overhead_of(self.method.params)
 
 
 def option_label(fmt: str | None, method: MethodVariant) -> str:

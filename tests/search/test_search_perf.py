@@ -1,4 +1,5 @@
-"""Mixed-format performance equals `quarch.perf.predict` wherever predict can express the design."""
+"""A design's performance is `quarch.perf.predict` of its `Plan`: uniform designs equal the
+uniform scenario, mixed ones the layer-weighted mix, on dense, MoE and MLA models."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import pytest
 
 from quarch.models import load_model_spec
-from quarch.perf import Scenario, predict
+from quarch.perf import LayerPlan, Plan, Scenario, predict
 from quarch.search import Design, PerfModel, build_space, layout_from_spec, study_from_dict
 
 
@@ -146,3 +147,63 @@ def test_template_memory_levels_agree() -> None:
     assert small.memory_bytes < 150e6 < mixed.memory_bytes
     assert small.memory_level == "sram" and mixed.memory_level == "lpddr5x"
     assert math.isfinite(mixed.tpot_s) and mixed.tpot_s > small.tpot_s
+
+
+def _space_for(model: str, scenario: dict, **space: object):
+    spec = load_model_spec(model)
+    study = study_from_dict({"space": {"groups": 2, **space}, "scenarios": [scenario]})
+    built = build_space(study, layout_from_spec(spec))
+    return spec, built, PerfModel(built, spec, study.scenarios)
+
+
+@pytest.mark.parametrize(
+    ("model", "kv"), [("mixtral-8x7b", ["float", "fp8_e4m3"]), ("deepseek-v2-lite", ["float"])]
+)
+def test_moe_and_mla_designs_are_their_plans(model: str, kv: list[str]) -> None:
+    scen = {"name": "s", "batch": 8, "prompt_len": 512, "output_len": 64}
+    spec, space, perf = _space_for(model, scen, weight=["float", "mxfp4"], kv=kv)
+    values = dict(_uniform(space, "mxfp4", "mxfp4", "float", kv[-1]).values)
+    values[f"w.{space.groups[1].name}.mlp"] = "float"  # experts of the second half float
+    m = perf.evaluate(Design.of(values))["s"]
+    half = spec.num_layers // 2 + spec.num_layers % 2
+    fp8 = "fp8_e4m3" if kv[-1] != "float" else None
+    lo = LayerPlan(attn="mxfp4", mlp="mxfp4", router="bf16", act="bf16", kv=fp8 or "bf16")
+    hi = LayerPlan(attn="mxfp4", mlp="bf16", router="bf16", act="bf16", kv=fp8 or "bf16")
+    plan = Plan.of([lo] * half + [hi] * (spec.num_layers - half))
+    p = predict(spec, "h100-sxm", Scenario(batch=8, prompt_len=512, output_len=64), plan)
+    assert (m.ttft_s, m.tpot_s, m.memory_bytes) == (p.ttft_s, p.tpot_s, p.memory.total_bytes)
+    assert m.energy_per_token_j == p.energy_per_token_j
+    uniform = perf.evaluate(_uniform(space, "mxfp4", "mxfp4", "float", kv[-1]))["s"]
+    assert uniform.weight_bytes < m.weight_bytes  # float experts weigh more
+
+
+def test_mla_refuses_kv_cache_formats() -> None:
+    scen = {"name": "s", "batch": 1, "prompt_len": 64, "output_len": 8}
+    with pytest.raises(ValueError, match="MLA"):
+        _space_for("deepseek-v2-lite", scen, kv=["float", "fp8_e4m3"])
+
+
+def test_lqer_factors_shard_like_their_layer() -> None:
+    # tp = 3 on SmolLM2 (9 heads, 3 KV heads): column-parallel q/k/v/gate/up keep A [in, r]
+    # whole and split B [r, out / 3]; row-parallel o/down split A [in / 3, r] and keep B
+    scen = {"name": "s", "batch": 3, "prompt_len": 64, "output_len": 8, "tp": 3}
+    _, space, perf = _space_for(
+        "smollm2-135m", scen, weight=["mxfp4"], methods=["rtn", {"name": "lqer", "rank": 16}]
+    )
+    plain = perf.evaluate(_uniform(space, "mxfp4", "mxfp4"))["s"]
+    lqer = perf.evaluate(_uniform(space, "mxfp4+lqer(rank=16)", "mxfp4+lqer(rank=16)"))["s"]
+    col = (576 + 576 / 3) + 2 * (576 + 192 / 3) + 2 * (576 + 1536 / 3)
+    row = (576 / 3 + 576) + (1536 / 3 + 576)
+    assert lqer.weight_bytes - plain.weight_bytes == pytest.approx(30 * 16 * (col + row) * 2)
+
+
+def test_pipeline_stages_hold_their_own_layers() -> None:
+    scen = {"name": "s", "batch": 4, "prompt_len": 64, "output_len": 8, "pp": 2}
+    _, space, perf = _space_for("smollm2-135m", scen, weight=["float", "mxfp4"])
+    values = dict(_uniform(space, "float", "float").values)
+    values[f"w.{space.groups[0].name}.attn"] = values[f"w.{space.groups[0].name}.mlp"] = "mxfp4"
+    mixed = perf.evaluate(Design.of(values))["s"]
+    flt = perf.evaluate(_uniform(space, "float", "float"))["s"]
+    # the second stage (float layers, final norm, LM head) is the most loaded, as when all float
+    assert mixed.weight_bytes == flt.weight_bytes
+    assert mixed.tpot_s < flt.tpot_s

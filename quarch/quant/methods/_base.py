@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from quarch.perf import Overhead
+
 if TYPE_CHECKING:
     from quarch.formats import Format
 
@@ -114,6 +116,8 @@ class ParamSpec:
 
 
 MethodFn = Callable[..., WeightResult]
+OverheadFn = Callable[[Mapping[str, Any]], Overhead | None]
+"""Resolved parameters -> what the method adds to each linear layer it quantizes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,6 +129,11 @@ class Method:
     act_format the format the layer's input activations will be quantized to (or None).
     Call the method itself (`method(weight, fmt, calib, **params)`) to get parameters validated
     and defaults filled in.
+
+    `overhead`, for a method whose layers store or compute more than the quantized weight, maps
+    the resolved parameters to a `quarch.perf.Overhead` (extra GEMMs and their resident
+    weights, per linear layer): the performance model and the bits count read it from here, so
+    no other module knows the method by name. None: the layer is the quantized weight alone.
     """
 
     name: str
@@ -132,6 +141,13 @@ class Method:
     params: Mapping[str, ParamSpec] = field(default_factory=dict)
     fn: MethodFn
     help: str = ""
+    overhead: OverheadFn | None = None
+
+    def overhead_of(self, params: Mapping[str, Any] | None = None) -> Overhead | None:
+        """The `Overhead` per linear layer under `params` (validated, defaults filled in)."""
+        if self.overhead is None:
+            return None
+        return self.overhead(self.resolve_params(params))
 
     def resolve_params(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overridden by `params`, each validated; unknown names raise ValueError."""

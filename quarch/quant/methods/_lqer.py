@@ -21,9 +21,13 @@ is RTN in the weight format.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
 from quarch.formats import Format, quantize
+from quarch.perf import ExtraGemm, Overhead
 from quarch.quant.methods._base import LayerCalib, Method, ParamSpec, WeightResult
 
 SCALE_FLOOR = 1e-4  # relative to max(s)
@@ -66,6 +70,18 @@ def lqer(
     return WeightResult(weight=q, lowrank=(a_q, b_q))
 
 
+def _overhead(params: Mapping[str, Any]) -> Overhead:
+    """`y += (x A) B`: two GEMMs, `[in] -> [rank]` and `[rank] -> [out]`, whose factors stay
+    resident in `lowrank_format` (LQER §3, arXiv:2402.02446)."""
+    rank, fmt = int(params["rank"]), str(params["lowrank_format"])
+    return Overhead(
+        gemms=(
+            ExtraGemm(name="lowrank_a", k="in", n=rank, weight_format=fmt),
+            ExtraGemm(name="lowrank_b", k=rank, n="out", weight_format=fmt),
+        )
+    )
+
+
 LQER = Method(
     name="lqer",
     needs_calibration=True,
@@ -82,5 +98,6 @@ LQER = Method(
         ),
     },
     fn=lqer,
+    overhead=_overhead,
     help="low-rank correction from the SVD of the activation-scaled error (arXiv:2402.02446)",
 )
