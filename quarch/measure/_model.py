@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from quarch.hardware import Hardware
-from quarch.perf import Op, op_time
-from quarch.perf._predict import memory_level_for  # not exported by quarch.perf (yet)
+from quarch.perf import Op, memory_level_for, op_time
 
 
 def predicted_s(ops: Iterable[Op], hw: Hardware, resident_bytes: float) -> float:
