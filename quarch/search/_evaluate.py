@@ -17,18 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from quarch.search._config import bits_per_weight
+from quarch.search._metrics import PER_SCENARIO
 from quarch.search._perf import PerfMetrics, PerfModel
 from quarch.search._proxy import ProxyTable
 from quarch.search._space import Design, DesignSpace
-from quarch.search._study import Constraints, Metric, Objective
-
-PER_SCENARIO = {
-    Metric.TPOT: "tpot_s",
-    Metric.TTFT: "ttft_s",
-    Metric.MEMORY: "memory_bytes",
-    Metric.ENERGY: "energy_per_token_j",
-    Metric.COST: "cost_per_million_tokens_usd",
-}
+from quarch.search._study import Constraints, Objective
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,8 +73,8 @@ class Evaluator:
             "bits": bits_per_weight(self.space, design),
         }
         for name, m in perf.items():
-            for metric, attr in PER_SCENARIO.items():
-                metrics[f"{metric}@{name}"] = getattr(m, attr)
+            for info in PER_SCENARIO:
+                metrics[info.column(name)] = getattr(m, str(info.source))
         values = tuple(_value(metrics, o) for o in self.objectives)
         return Evaluation(
             metrics=metrics, perf=perf, values=values, constraints=self._constraints(metrics, perf)
@@ -116,4 +109,4 @@ def _value(metrics: dict[str, float | None], objective: Objective) -> float:
     v = metrics[objective.key]
     if v is None:
         raise ValueError(f"objective {objective.key} has no value (no price for this device?)")
-    return float(v)
+    return objective.metric.info.sign * float(v)  # every objective value is minimised
