@@ -249,11 +249,9 @@ def _roofline_points(
     return go.Scatter(
         x=xs,
         y=ys,
-        mode="markers+text",
+        mode="markers",
         name=f"front designs: {phase}",
         text=text,
-        textposition="top center" if phase == "prefill" else "bottom center",
-        textfont={"size": 9, "color": colour},
         marker={
             "size": 10,
             "symbol": symbol,
@@ -330,6 +328,7 @@ def format_map_figure(result: StudyResult) -> go.Figure | None:
             )
         )
     fig.update_xaxes(title_text="layer", row=len(_ROWS), col=1)
+    fig.update_yaxes(autorange="reversed")  # front points top to bottom, as in the table
     height = max(560, len(_ROWS) * (60 + 22 * len(points)) + 80)
     fig = _layout(fig, "Per-layer formats of the front designs (colour: format)", height)
     fig.update_layout(legend={"y": -0.08, "title": {"text": "format"}})

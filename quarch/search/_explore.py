@@ -209,7 +209,8 @@ def explore(
             progress=update,
             evaluate=evaluate,
         )
-    points = _points(ctx, evaluator, study)
+    with prog.stage("scoring the stored trials"):
+        points = _points(ctx, evaluator, study)
     proxy_front = _proxy_front(points, spec)
     with prog.stage("measuring the front (real perplexity)", len(proxy_front)) as update:
         for i, p in enumerate(proxy_front):
