@@ -31,8 +31,8 @@ from quarch.search._outputs import write_configs, write_tables
 from quarch.search._pareto import pareto_indices, spread
 from quarch.search._perf import PerfModel
 from quarch.search._progress import Progress
-from quarch.search._proxy import ProxyTable, build_table, write_json_atomic
-from quarch.search._result import StudyResult
+from quarch.search._proxy import ProxyTable, build_table
+from quarch.search._result import StudyResult, write_json_atomic
 from quarch.search._runner import COMPLETE, EvaluateFn, run_search
 from quarch.search._space import Design, DesignSpace, build_space
 from quarch.search._study import FLOAT, StudySpec

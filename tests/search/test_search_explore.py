@@ -137,6 +137,10 @@ def test_cli_explore(tmp_path: Path) -> None:
     again = CliRunner().invoke(app, ["report", str(out)])
     assert again.exit_code == 0, again.output
     assert "Pareto front" in again.output and (out / "report.html").is_file()
+    rows = json.loads(CliRunner().invoke(app, ["report", str(out), "--json"]).stdout)
+    stored = json.loads((out / "front.json").read_text())
+    assert [r["key"] for r in rows] == [r["key"] for r in stored]
+    assert all(r["table"]["ppl"] == r["metrics"]["ppl"] for r in rows)
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "holds no finished study" in missing.output
     bad = CliRunner().invoke(
