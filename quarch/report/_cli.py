@@ -200,19 +200,16 @@ def _front_json(result: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f} %"
-
-
 def _summary(console: Any, result: Any, report: Path | None) -> None:
     from quarch.report import front_table
+    from quarch.report._html import percent
 
     console.print(front_table(result))
     err = result.proxy_error
     console.print(
         f"{len(result.front)} designs on the front out of {len(result.points)} evaluated "
         f"({result.trials} trials); proxy perplexity error on the measured front: mean "
-        f"{_percent(err['mean_abs_rel'])}, max {_percent(err['max_abs_rel'])}."
+        f"{percent(err['mean_abs_rel'])}, max {percent(err['max_abs_rel'])}."
     )
     out = result.out_dir
     console.print(

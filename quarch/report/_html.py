@@ -42,7 +42,8 @@ pre { background: #f6f8fa; padding: 12px; border-radius: 8px; font-size: 12px; o
 """
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A relative error as a percentage (`—` for none)."""
     return "—" if value is None else f"{100 * value:.2f} %"
 
 
@@ -55,8 +56,8 @@ def _cards(result: StudyResult) -> str:
         (f"float {ppl.title}", ppl.format(result.float_ppl)),
         ("front designs", str(len(front))),
         ("trials", str(result.trials)),
-        ("proxy error (mean)", _percent(err["mean_abs_rel"])),
-        ("proxy error (max)", _percent(err["max_abs_rel"])),
+        ("proxy error (mean)", percent(err["mean_abs_rel"])),
+        ("proxy error (max)", percent(err["max_abs_rel"])),
     ]
     if best is not None:
         cards.append((f"fewest {bits.title} on front", bits.format(best.metrics["bits"])))
@@ -101,8 +102,8 @@ def _settings(result: StudyResult) -> str:
         ),
         (
             "proxy error on measured front points",
-            f"mean {_percent(result.proxy_error['mean_abs_rel'])}, max "
-            f"{_percent(result.proxy_error['max_abs_rel'])} over "
+            f"mean {percent(result.proxy_error['mean_abs_rel'])}, max "
+            f"{percent(result.proxy_error['max_abs_rel'])} over "
             f"{int(result.proxy_error['points'] or 0)} points",
         ),
         (

@@ -3,7 +3,9 @@
 `Evaluator` needs no model: the proxy table gives perplexity, the performance model the rest,
 so it is cheap (well under a millisecond once its caches are warm), picklable, and runs in
 worker processes. Metrics are stored under `ppl`, `nll`, `bits`, and `<metric>@<scenario>`
-for `tpot`, `ttft`, `memory`, `energy`, `cost` (None where the device has no price).
+for every per-scenario metric of `_metrics.METRICS`, read from the `PerfMetrics` field its
+entry names (`cost` is None where the device has no price). Objective values are signed so
+that every one is minimised (a maximised metric is negated).
 
 Constraint values follow Optuna's convention: a design is feasible when every value is ≤ 0.
 They are `memory / capacity − 1` per scenario (fits_memory), `tpot / slo − 1` per scenario

@@ -105,61 +105,30 @@ class MetricInfo:
         return self.text.format(self.shown(float(value)))
 
 
+def _shown(scale: float, unit: str, text: str) -> dict[str, Any]:
+    """The display fields of a metric shown as `text` in `unit` (stored value × `scale`)."""
+    return {"scale": scale, "shown_unit": unit, "text": text}
+
+
+_MS = _shown(1e3, "ms", "{:.3f} ms")
+
 METRICS: dict[Metric, MetricInfo] = {
-    Metric.BITS: MetricInfo(
-        key="bits", title="bits per weight", header="bits/w", unit="bit", text="{:.2f}"
-    ),
+    Metric.BITS: MetricInfo(key="bits", title="bits per weight", header="bits/w", unit="bit",
+                            text="{:.2f}"),
     Metric.PPL: MetricInfo(key="ppl", title="perplexity", header="ppl", unit="", text="{:.3f}"),
-    Metric.TPOT: MetricInfo(
-        key="tpot",
-        title="time per output token",
-        header="TPOT",
-        unit="s",
-        source="tpot_s",
-        scale=1e3,
-        shown_unit="ms",
-        text="{:.3f} ms",
-    ),
-    Metric.TTFT: MetricInfo(
-        key="ttft",
-        title="time to first token",
-        header="TTFT",
-        unit="s",
-        source="ttft_s",
-        scale=1e3,
-        shown_unit="ms",
-        text="{:.3f} ms",
-    ),
-    Metric.MEMORY: MetricInfo(
-        key="memory",
-        title="memory per device",
-        header="memory",
-        unit="B",
-        source="memory_bytes",
-        scale=1e-6,
-        shown_unit="MB",
-        text="{:.0f} MB",
-    ),
-    Metric.ENERGY: MetricInfo(
-        key="energy",
-        title="energy per token",
-        header="energy/tok",
-        unit="J/token",
-        source="energy_per_token_j",
-        scale=1e3,
-        shown_unit="mJ",
-        text="{:.3g} mJ",
-    ),
-    Metric.COST: MetricInfo(
-        key="cost",
-        title="cost per million tokens",
-        header="$/Mtok",
-        unit="$/Mtok",
-        source="cost_per_million_tokens_usd",
-        shown_unit="$",
-        text="${:.4g}",
-    ),
-}
+    Metric.TPOT: MetricInfo(key="tpot", title="time per output token", header="TPOT", unit="s",
+                            source="tpot_s", **_MS),
+    Metric.TTFT: MetricInfo(key="ttft", title="time to first token", header="TTFT", unit="s",
+                            source="ttft_s", **_MS),
+    Metric.MEMORY: MetricInfo(key="memory", title="memory per device", header="memory", unit="B",
+                              source="memory_bytes", **_shown(1e-6, "MB", "{:.0f} MB")),
+    Metric.ENERGY: MetricInfo(key="energy", title="energy per token", header="energy/tok",
+                              unit="J/token", source="energy_per_token_j",
+                              **_shown(1e3, "mJ", "{:.3g} mJ")),
+    Metric.COST: MetricInfo(key="cost", title="cost per million tokens", header="$/Mtok",
+                            unit="$/Mtok", source="cost_per_million_tokens_usd",
+                            **_shown(1.0, "$", "${:.4g}")),
+}  # fmt: skip
 """Every metric, in the order tables and reports show them."""
 
 PER_SCENARIO: tuple[MetricInfo, ...] = tuple(m for m in METRICS.values() if m.per_scenario)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from quarch.search._metrics import METRICS
+
 SCHEMA_VERSION = 1
 """Bumped whenever a field changes meaning or goes away (readers refuse other versions)."""
 
@@ -228,6 +230,17 @@ class StudyResult:
             "hardware": {k: h.to_dict() for k, h in self.hardware.items()},
             "formats": {k: list(v) for k, v in self.formats.items()},
             "timings": dict(self.timings),
+            # for other readers of the file: what each metric key means (not read back; the
+            # registry in `_metrics` is the one declaration)
+            "metrics": {
+                i.key: {
+                    "title": i.title,
+                    "unit": i.unit,
+                    "direction": i.direction.value,
+                    "per_scenario": i.per_scenario,
+                }
+                for i in METRICS.values()
+            },
         }
 
     @staticmethod

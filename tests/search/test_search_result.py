@@ -96,6 +96,9 @@ def test_metric_registry_is_complete_and_consistent() -> None:
     tpot = METRICS[Metric.TPOT]
     assert tpot.format(0.0123) == "12.300 ms" and tpot.format(None) == "—"
     assert METRICS[Metric.COST].format(1.5) == "$1.5"
+    assert (
+        METRICS[Metric.BITS].format(4.25) == "4.25" and METRICS[Metric.PPL].format(23.5) == "23.500"
+    )
     assert tpot.axis_title == "time per output token (ms)"
 
 
