@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from quarch.search import StudyResult
 
 _HELP = (
     "Search per-layer-group weight, activation and KV formats (and methods) for the Pareto front "
@@ -187,7 +190,7 @@ def _register_report(app: typer.Typer) -> None:
         _summary(console, result, report)
 
 
-def _front_json(result: Any) -> list[dict[str, Any]]:
+def _front_json(result: StudyResult) -> list[dict[str, Any]]:
     """The front's points as JSON rows, each with its table metrics by key."""
     from quarch.search import METRICS, stored_value
 
@@ -200,7 +203,7 @@ def _front_json(result: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _summary(console: Any, result: Any, report: Path | None) -> None:
+def _summary(console: Any, result: StudyResult, report: Path | None) -> None:
     from quarch.report import front_table
     from quarch.report._html import percent
 
@@ -211,7 +214,7 @@ def _summary(console: Any, result: Any, report: Path | None) -> None:
         f"({result.trials} trials); proxy perplexity error on the measured front: mean "
         f"{percent(err['mean_abs_rel'])}, max {percent(err['max_abs_rel'])}."
     )
-    out = result.out_dir
+    out = result.out_dir or Path(".")
     console.print(
         f"QuantConfig per front design: [bold]{out / 'configs'}[/bold]/ "
         f"(apply with `quarch quantize --config FILE`)"
