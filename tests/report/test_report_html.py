@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
-from quarch.report import front_table, render_html, table_rows
+from quarch.report import FIGURES, front_table, render_html, table_rows
 
 CHROMIUM = Path("/usr/bin/chromium")
 PLOTS = ("pareto", "roofline", "formats", "memory", "sensitivity")
 
 
 def test_html_is_self_contained(tiny_result: Any) -> None:
+    assert tuple(f.id for f in FIGURES) == PLOTS  # the report draws the registry, in order
     text = render_html(tiny_result)
     # plotly.js inlined (once: the first plot carries it), no script or style fetched
     assert len(text) > 3_000_000
