@@ -27,7 +27,7 @@ _VERB_MODULES = (
     "quarch.measure._cli",
     "quarch.quant._cli",
     "quarch.eval._cli",
-    "quarch.search._cli",
+    "quarch.report._cli",
 )
 
 

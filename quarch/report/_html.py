@@ -1,26 +1,18 @@
-"""The study's report: one self-contained HTML file (plotly.js inlined once, no network)."""
+"""The study's report: one self-contained HTML file (plotly.js inlined once, no network), drawn
+from a `StudyResult` alone (the figures of `FIGURES`, the front table, the settings)."""
 
 from __future__ import annotations
 
 import datetime
 import html
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from quarch.report._figures import (
-    format_map_figure,
-    memory_figure,
-    pareto_figure,
-    roofline_figure,
-    sensitivity_figure,
-)
+from quarch.report._figures import FIGURES
 from quarch.report._table import html_table
-
-if TYPE_CHECKING:
-    from quarch.search import ExploreResult
+from quarch.search import METRICS, Metric, StudyResult
 
 CSS = """
 body { font-family: Inter, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0; color: #1f2328;
@@ -50,70 +42,25 @@ pre { background: #f6f8fa; padding: 12px; border-radius: 8px; font-size: 12px; o
 """
 
 
-def _figures(result: ExploreResult) -> list[tuple[str, str, Any]]:
-    """(id, explanation, figure) of every plot."""
-    out = [
-        (
-            "pareto",
-            "Perplexity against each cost. Grey: every search trial at its proxy "
-            "perplexity; blue: the final front, perplexity measured; orange diamonds: the uniform "
-            "baselines, measured.",
-            pareto_figure(result),
-        ),
-    ]
-    if result.front:
-        out.append(
-            (
-                "roofline",
-                "Where the front designs sit on the target's roofline: prefill "
-                "(circles) and a mean decode step (squares), whole passes.",
-                roofline_figure(result),
-            )
-        )
-        out.append(
-            (
-                "formats",
-                "The format of every layer's tensors in each front design "
-                "(colour: bits per element, scales included).",
-                format_map_figure(result),
-            )
-        )
-    out.append(("memory", "Memory on the most loaded device.", memory_figure(result)))
-    signal = (
-        "KL divergence from the float model"
-        if result.proxy.signal == "kl"
-        else ("change of mean NLL")
-    )
-    out.append(
-        (
-            "sensitivity",
-            f"The {signal} on the sensitivity windows when only that slot is quantized (nats "
-            "per token); the proxy sums these, times α per role.",
-            sensitivity_figure(result),
-        )
-    )
-    return out
+def percent(value: float | None) -> str:
+    """A relative error as a percentage (`—` for none)."""
+    return "—" if value is None else f"{100 * value:.2f} %"
 
 
-def _cards(result: ExploreResult) -> str:
-    info = result.eval_info
+def _cards(result: StudyResult) -> str:
     err = result.proxy_error
-    best = min(result.front, key=lambda p: p.best.metrics["bits"] or 99, default=None)
+    ppl, bits = METRICS[Metric.PPL], METRICS[Metric.BITS]
+    front = result.front_points
+    best = min(front, key=lambda p: p.metrics["bits"] or 99, default=None)
     cards = [
-        ("float perplexity", f"{info['float_ppl']:.3f}"),
-        ("front designs", str(len(result.front))),
+        (f"float {ppl.title}", ppl.format(result.float_ppl)),
+        ("front designs", str(len(front))),
         ("trials", str(result.trials)),
-        (
-            "proxy error (mean)",
-            "—" if math.isnan(err["mean_abs_rel"]) else f"{100 * err['mean_abs_rel']:.2f} %",
-        ),
-        (
-            "proxy error (max)",
-            "—" if math.isnan(err["max_abs_rel"]) else f"{100 * err['max_abs_rel']:.2f} %",
-        ),
+        ("proxy error (mean)", percent(err["mean_abs_rel"])),
+        ("proxy error (max)", percent(err["max_abs_rel"])),
     ]
     if best is not None:
-        cards.append(("fewest bits on front", f"{best.best.metrics['bits']:.2f} b/w"))
+        cards.append((f"fewest {bits.title} on front", bits.format(best.metrics["bits"])))
     total = sum(result.timings.values())
     if total:
         cards.append(("wall time", f"{total:.0f} s"))
@@ -131,7 +78,7 @@ def _kv_table(rows: list[tuple[str, Any]]) -> str:
     return f"<table class='kv'>{cells}</table>"
 
 
-def _settings(result: ExploreResult) -> str:
+def _settings(result: StudyResult) -> str:
     info = result.eval_info
     alpha = ", ".join(f"{k} {v:.3f}" for k, v in info["alpha"].items())
     acc = [
@@ -155,9 +102,9 @@ def _settings(result: ExploreResult) -> str:
         ),
         (
             "proxy error on measured front points",
-            f"mean {100 * result.proxy_error['mean_abs_rel']:.2f} %, max "
-            f"{100 * result.proxy_error['max_abs_rel']:.2f} % over "
-            f"{int(result.proxy_error['points'])} points",
+            f"mean {percent(result.proxy_error['mean_abs_rel'])}, max "
+            f"{percent(result.proxy_error['max_abs_rel'])} over "
+            f"{int(result.proxy_error['points'] or 0)} points",
         ),
         (
             "performance model",
@@ -170,7 +117,7 @@ def _settings(result: ExploreResult) -> str:
         ),
     ]
     timings = [(k, f"{v:.1f} s") for k, v in result.timings.items()]
-    study = yaml.safe_dump(result.spec.to_dict(), sort_keys=False)
+    study = yaml.safe_dump(result.study, sort_keys=False)
     return (
         "<h2>Accuracy protocol and proxy</h2>"
         + _kv_table(acc)
@@ -181,47 +128,60 @@ def _settings(result: ExploreResult) -> str:
     )
 
 
-def render_html(result: ExploreResult) -> str:
-    """The whole report as one HTML string."""
-    spec = result.spec
-    hw = (
-        ", ".join(spec.hardware.devices)
-        if spec.hardware.template is None
-        else "parametric accelerator template"
-    )
-    scen = "; ".join(
-        f"{s.name}: batch {s.batch}, prompt {s.prompt_len}, output {s.output_len}, tp {s.tp}"
-        for s in spec.scenarios
-    )
-    objectives = ", ".join(o.key for o in spec.objectives)
-    parts = []
-    for i, (div_id, note, fig) in enumerate(_figures(result)):
+def _plots(result: StudyResult) -> list[str]:
+    """One section per figure of `FIGURES` that has something to draw."""
+    parts: list[str] = []
+    for figure in FIGURES:
+        fig = figure.draw(result)
+        if fig is None:
+            continue
         plot = fig.to_html(
             full_html=False,
-            include_plotlyjs=i == 0,
-            div_id=f"plot-{div_id}",
+            include_plotlyjs=not parts,
+            div_id=f"plot-{figure.id}",
             config={"displaylogo": False, "responsive": True},
         )
         parts.append(
-            f"<section><p class='note'>{html.escape(note)}</p>"
+            f"<section><p class='note'>{html.escape(figure.note)}</p>"
             f"<div class='plot'>{plot}</div></section>"
         )
+    return parts
+
+
+def render_html(result: StudyResult) -> str:
+    """The whole report as one HTML string."""
+    study = result.study
+    hw_data = study["hardware"]
+    hw = (
+        ", ".join(hw_data["devices"])
+        if "template" not in hw_data
+        else "parametric accelerator template"
+    )
+    scen = "; ".join(
+        f"{s['name']}: batch {s['batch']}, prompt {s['prompt_len']}, output {s['output_len']}, "
+        f"tp {s['tp']}"
+        for s in study["scenarios"]
+    )
+    objectives = ", ".join(result.objectives)
+    name = str(study["name"])
+    sampler = str(study["search"]["sampler"])
+    parts = _plots(result)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>quarch explore — {html.escape(spec.name)}</title>
+<title>quarch explore — {html.escape(name)}</title>
 <style>{CSS}</style></head>
 <body>
 <header><h1>quarch explore — {html.escape(result.model_name)} on {html.escape(hw)}</h1>
-<p>study “{html.escape(spec.name)}” · objectives: {html.escape(objectives)} ·
-sampler {html.escape(spec.search.sampler.value)}, {result.trials} trials · {stamp}</p>
+<p>study “{html.escape(name)}” · objectives: {html.escape(objectives)} ·
+sampler {html.escape(sampler)}, {result.trials} trials · {stamp}</p>
 <p>scenarios: {html.escape(scen)}</p></header>
 <main>
 <div class="cards">{_cards(result)}</div>
 <section><h2>Pareto front</h2>
 <p class="note">Every design on the front, perplexity measured on the eval text; each has a
 QuantConfig YAML in <code>configs/</code> that <code>quarch quantize --config</code> applies.
-Costs at scenario “{html.escape(spec.scenarios[0].name)}”.</p>
+Costs at scenario “{html.escape(result.scenarios[0])}”.</p>
 {html_table(result)}</section>
 {"".join(parts)}
 <section>{_settings(result)}</section>
@@ -229,9 +189,24 @@ Costs at scenario “{html.escape(spec.scenarios[0].name)}”.</p>
 """
 
 
-def write_report(result: ExploreResult, path: str | Path) -> Path:
-    """Write the report to `path`; returns the path."""
+def write_report(result: StudyResult, path: str | Path | None = None) -> Path:
+    """Write the report to `path` (default: `report.html` in the result's output directory);
+    returns the path."""
+    if path is None:
+        if result.out_dir is None:
+            raise ValueError("write_report: no path given and the result has no out_dir")
+        path = result.out_dir / "report.html"
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(result), encoding="utf-8")
     return out
+
+
+def redraw_report(out_dir: str | Path) -> Path:
+    """Rewrite `report.html` of a finished study from its stored `result.json` (no model, no
+    torch); returns the report's path.
+
+    Raises:
+        ValueError: `out_dir` holds no study result.
+    """
+    return write_report(StudyResult.load(out_dir))

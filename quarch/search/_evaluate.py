@@ -3,7 +3,9 @@
 `Evaluator` needs no model: the proxy table gives perplexity, the performance model the rest,
 so it is cheap (well under a millisecond once its caches are warm), picklable, and runs in
 worker processes. Metrics are stored under `ppl`, `nll`, `bits`, and `<metric>@<scenario>`
-for `tpot`, `ttft`, `memory`, `energy`, `cost` (None where the device has no price).
+for every per-scenario metric of `_metrics.METRICS`, read from the `PerfMetrics` field its
+entry names (`cost` is None where the device has no price). Objective values are signed so
+that every one is minimised (a maximised metric is negated).
 
 Constraint values follow Optuna's convention: a design is feasible when every value is ≤ 0.
 They are `memory / capacity − 1` per scenario (fits_memory), `tpot / slo − 1` per scenario
@@ -17,18 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from quarch.search._config import bits_per_weight
+from quarch.search._metrics import PER_SCENARIO
 from quarch.search._perf import PerfMetrics, PerfModel
 from quarch.search._proxy import ProxyTable
 from quarch.search._space import Design, DesignSpace
-from quarch.search._study import Constraints, Metric, Objective
-
-PER_SCENARIO = {
-    Metric.TPOT: "tpot_s",
-    Metric.TTFT: "ttft_s",
-    Metric.MEMORY: "memory_bytes",
-    Metric.ENERGY: "energy_per_token_j",
-    Metric.COST: "cost_per_million_tokens_usd",
-}
+from quarch.search._study import Constraints, Objective
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,8 +75,8 @@ class Evaluator:
             "bits": bits_per_weight(self.space, design),
         }
         for name, m in perf.items():
-            for metric, attr in PER_SCENARIO.items():
-                metrics[f"{metric}@{name}"] = getattr(m, attr)
+            for info in PER_SCENARIO:
+                metrics[info.column(name)] = getattr(m, str(info.source))
         values = tuple(_value(metrics, o) for o in self.objectives)
         return Evaluation(
             metrics=metrics, perf=perf, values=values, constraints=self._constraints(metrics, perf)
@@ -116,4 +111,4 @@ def _value(metrics: dict[str, float | None], objective: Objective) -> float:
     v = metrics[objective.key]
     if v is None:
         raise ValueError(f"objective {objective.key} has no value (no price for this device?)")
-    return float(v)
+    return objective.metric.info.sign * float(v)  # every objective value is minimised

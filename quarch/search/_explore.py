@@ -9,27 +9,33 @@
    `max_final_points` of it, evenly spread, measured for real; the final front is the
    non-dominated set of every measured design on measured perplexity. The proxy's error on
    the measured front points is reported.
-6. Outputs: `front.csv`, `front.json`, `points.json`, one QuantConfig YAML per front point in
-   `configs/`, `study.yaml` (the resolved study), and `report.html`.
+6. Outputs: `result.json` (the `StudyResult`, everything the report reads), `front.csv`,
+   `front.json`, `points.json`, one QuantConfig YAML per front point in `configs/` and
+   `study.yaml` (the resolved study). The report is drawn from `result.json` by
+   `quarch.report`, which this package never imports.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from quarch.search._accuracy import AccuracyLab, Measured
+from quarch.search._collect import collect
 from quarch.search._evaluate import Evaluation, Evaluator
+from quarch.search._metrics import Metric
+from quarch.search._outputs import write_configs, write_tables
 from quarch.search._pareto import pareto_indices, spread
 from quarch.search._perf import PerfModel
 from quarch.search._progress import Progress
-from quarch.search._proxy import ProxyTable, build_table, write_json_atomic
+from quarch.search._proxy import ProxyTable, build_table
+from quarch.search._result import StudyResult, write_json_atomic
 from quarch.search._runner import COMPLETE, EvaluateFn, run_search
 from quarch.search._space import Design, DesignSpace, build_space
-from quarch.search._study import FLOAT, Metric, StudySpec
+from quarch.search._study import FLOAT, StudySpec
 
 DEFAULT_OUT = Path("quarch-out/explore")
 
@@ -45,7 +51,6 @@ class Point:
     trial: int | None = None
     measured: Measured | None = None
     final: Evaluation | None = None
-    config_path: Path | None = None
 
     @property
     def key(self) -> str:
@@ -55,45 +60,6 @@ class Point:
     def best(self) -> Evaluation:
         """The measured evaluation when there is one, else the proxy's."""
         return self.final if self.final is not None else self.proxy
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "key": self.key,
-            "baseline": self.baseline,
-            "trial": self.trial,
-            "design": self.design.values,
-            "proxy": self.proxy.metrics,
-            "measured": None if self.measured is None else self.measured.to_dict(),
-            "metrics": self.best.metrics,
-            "feasible": self.best.feasible,
-            "config": None if self.config_path is None else str(self.config_path),
-        }
-
-
-@dataclass(kw_only=True)
-class ExploreResult:
-    """Everything a study produced (see the module doc)."""
-
-    spec: StudySpec
-    out_dir: Path
-    space: DesignSpace
-    perf: PerfModel
-    evaluator: Evaluator
-    proxy: ProxyTable
-    model_name: str
-    points: list[Point]
-    front: list[Point]
-    proxy_front: list[Point]
-    proxy_error: dict[str, float]
-    eval_info: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
-    report_path: Path | None = None
-    trials: int = 0
-
-    @property
-    def baselines(self) -> list[Point]:
-        return [p for p in self.points if p.baseline]
 
 
 def load_study_model(source: str) -> Any:
@@ -219,17 +185,16 @@ def explore(
     workers: int = 1,
     progress: bool = True,
     evaluate: EvaluateFn | None = None,
-    report: bool = True,
-) -> ExploreResult:
-    """Run (or resume) a study end to end and write its outputs (see the module doc).
+) -> StudyResult:
+    """Run (or resume) a study end to end, write its outputs and return its result (see the
+    module doc). `quarch.report.write_report` draws the report from the result.
 
     Args:
         spec: the study.
-        out_dir: where the storage, caches, configs and report go.
+        out_dir: where the storage, caches, configs and `result.json` go.
         workers: parallel search processes on this machine.
         progress: show progress bars and stage times on stderr.
         evaluate: replaces the proxy evaluation of search trials (a hook for other fidelities).
-        report: write report.html.
     """
     out = Path(out_dir)
     prog = Progress(progress)
@@ -248,38 +213,34 @@ def explore(
             progress=update,
             evaluate=evaluate,
         )
-    points = _points(ctx, evaluator, study)
+    with prog.stage("scoring the stored trials"):
+        points = _points(ctx, evaluator, study)
     proxy_front = _proxy_front(points, spec)
     with prog.stage("measuring the front (real perplexity)", len(proxy_front)) as update:
         for i, p in enumerate(proxy_front):
             update(i, len(proxy_front), p.name)
             _finalise(ctx, evaluator, p)
     front = _final_front(points)
-    result = ExploreResult(
-        spec=spec,
-        out_dir=out,
-        space=ctx.space,
-        perf=ctx.perf,
-        evaluator=evaluator,
-        proxy=ctx.proxy,
-        model_name=ctx.model_name,
-        points=points,
-        front=front,
-        proxy_front=proxy_front,
-        proxy_error=proxy_error(proxy_front),
-        eval_info=_eval_info(ctx),
-        trials=len(study.get_trials(deepcopy=False, states=COMPLETE)),
-    )
-    from quarch.search._outputs import write_outputs
-
-    result.timings = dict(prog.timings)
     with prog.stage("writing outputs"):
-        write_outputs(result)
-        if report:
-            from quarch.report import write_report
-
-            result.report_path = write_report(result, out / "report.html")
-    result.timings = dict(prog.timings)
+        configs = write_configs(spec, ctx.space, ctx.model_name, front, out)
+        result = collect(
+            spec=spec,
+            space=ctx.space,
+            perf=ctx.perf,
+            proxy=ctx.proxy,
+            model_name=ctx.model_name,
+            points=points,
+            front=front,
+            proxy_front=proxy_front,
+            configs=configs,
+            trials=len(study.get_trials(deepcopy=False, states=COMPLETE)),
+            proxy_error=proxy_error(proxy_front),
+            eval_info=_eval_info(ctx),
+            timings=prog.timings,
+        ).with_out_dir(out)
+        write_tables(result, out)
+    result = replace(result, timings=dict(prog.timings))
+    result.save(out)
     return result
 
 

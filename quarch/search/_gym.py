@@ -90,7 +90,8 @@ class ExploreEnv:
         base = [evaluator.evaluate(d) for _, d in self.space.baselines()]
         self._scale = [abs(v) or 1.0 for v in base[0].values]
         worst = [max(ev.values[i] / self._scale[i] for ev in base) for i in range(len(self._scale))]
-        self.reference = [1.1 * w for w in worst]
+        # 10 % beyond the worst baseline (also for a maximised metric, whose values are < 0)
+        self.reference = [w + 0.1 * abs(w) for w in worst]
         self.reset()
 
     @property

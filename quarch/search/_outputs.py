@@ -1,4 +1,5 @@
-"""Files a study writes: the front as CSV and JSON, every point, one QuantConfig per front point."""
+"""Files a study writes besides `result.json`: one QuantConfig per front point (from the live
+space), and the front as CSV and JSON and every point as JSON (from the `StudyResult` alone)."""
 
 from __future__ import annotations
 
@@ -7,40 +8,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quarch.search._config import design_config
-from quarch.search._proxy import write_json_atomic
+from quarch.search._metrics import METRICS, stored_value
+from quarch.search._result import PointResult, StudyResult, write_json_atomic
 
 if TYPE_CHECKING:
-    from quarch.search._explore import ExploreResult, Point
-
-COLUMNS = (
-    ("bits", "bits/weight"),
-    ("ppl", "ppl"),
-    ("tpot", "TPOT (s)"),
-    ("ttft", "TTFT (s)"),
-    ("memory", "memory (B)"),
-    ("energy", "energy (J/token)"),
-    ("cost", "cost ($/Mtok)"),
-)
-"""The Pareto table's metric columns; per-scenario ones at the study's first scenario."""
+    from quarch.search._explore import Point
+    from quarch.search._space import Design, DesignSpace
+    from quarch.search._study import StudySpec
 
 
-def row_values(result: ExploreResult, point: Point) -> dict[str, Any]:
-    """The table's metrics of a point (measured perplexity where there is one)."""
-    scenario = result.spec.scenarios[0].name
-    m = point.best.metrics
-    out: dict[str, Any] = {}
-    for key, _ in COLUMNS:
-        out[key] = m.get(key) if key in ("bits", "ppl") else m.get(f"{key}@{scenario}")
-    out["proxy_ppl"] = point.proxy.metrics["ppl"]
+def row_values(result: StudyResult, point: PointResult) -> dict[str, Any]:
+    """The table's metrics of a point by metric key (measured perplexity where there is one;
+    per-scenario metrics at the study's first scenario), plus `proxy_ppl`."""
+    scenario = result.scenarios[0]
+    out: dict[str, Any] = {
+        info.key: stored_value(point.metrics, info, scenario) for info in METRICS.values()
+    }
+    out["proxy_ppl"] = point.proxy.get("ppl")
     return out
 
 
-def _group_text(result: ExploreResult, point: Point, group: str) -> str:
-    space = result.space
-    wa = point.design[space.weight_slot(group, "attn")]
-    wm = point.design[space.weight_slot(group, "mlp")]
+def _group_text(space: DesignSpace, design: Design, group: str) -> str:
+    wa = design[space.weight_slot(group, "attn")]
+    wm = design[space.weight_slot(group, "mlp")]
     text = f"W {wa}" if wa == wm else f"W attn {wa} mlp {wm}"
-    act, kv = point.design[f"a.{group}"], point.design[f"kv.{group}"]
+    act, kv = design[f"a.{group}"], design[f"kv.{group}"]
     if act != "float":
         text += f", A {act}"
     if kv != "float":
@@ -48,13 +40,12 @@ def _group_text(result: ExploreResult, point: Point, group: str) -> str:
     return text
 
 
-def design_summary(result: ExploreResult, point: Point) -> str:
+def design_summary(space: DesignSpace, design: Design) -> str:
     """One line: per run of groups with the same choices, `layers: W …, A …, KV …` (float
     activations and KV cache left out)."""
-    space = result.space
     runs: list[tuple[list[int], str]] = []
     for g in space.groups:
-        text = _group_text(result, point, g.name)
+        text = _group_text(space, design, g.name)
         if runs and runs[-1][1] == text and runs[-1][0][-1] + 1 == g.layers[0]:
             runs[-1][0].extend(g.layers)
         else:
@@ -63,59 +54,60 @@ def design_summary(result: ExploreResult, point: Point) -> str:
         parts = [f"all layers: {runs[0][1]}"]
     else:
         parts = [f"L{r[0]}-{r[-1]}: {t}" if len(r) > 1 else f"L{r[0]}: {t}" for r, t in runs]
-    hw = space.hardware_values(point.design)
     if len(space.reference_hardware()) > 1 or space.hardware.template is not None:
-        parts.append(" ".join(f"{k}={v}" for k, v in hw.items()))
+        parts.append(hardware_label(space, design))
     return "; ".join(parts)
 
 
-def _config_text(result: ExploreResult, point: Point) -> str:
-    config = design_config(result.space, point.design, seed=result.spec.accuracy.seed)
-    m = row_values(result, point)
-    head = [
-        f"# quarch explore: study {result.spec.name!r}, model {result.model_name}, point "
-        f"{point.name} ({point.key})",
-        f"# bits/weight {m['bits']:.3f}, measured ppl {m['ppl']:.4f} (proxy {m['proxy_ppl']:.4f})",
-        f"# {design_summary(result, point)}",
-        "# apply with: quarch quantize --config THIS_FILE",
-    ]
-    return "\n".join(head) + "\n" + config.to_yaml()
+def hardware_label(space: DesignSpace, design: Design) -> str:
+    """`device=h100-sxm`, or the template's `name=value` pairs."""
+    return " ".join(f"{k}={v}" for k, v in space.hardware_values(design).items())
 
 
-def write_outputs(result: ExploreResult) -> None:
-    out = result.out_dir
-    configs = out / "configs"
-    configs.mkdir(parents=True, exist_ok=True)
-    for p in result.front:
-        path = configs / f"{p.name.replace(' ', '_').replace('@', 'at')}-{p.key}.yaml"
-        path.write_text(_config_text(result, p), encoding="utf-8")
-        p.config_path = path
+def config_name(point: Point) -> str:
+    return f"{point.name.replace(' ', '_').replace('@', 'at')}-{point.key}.yaml"
+
+
+def write_configs(
+    spec: StudySpec, space: DesignSpace, model_name: str, front: list[Point], out: Path
+) -> dict[str, str]:
+    """One QuantConfig YAML per front point in `out/configs`; their paths relative to `out`
+    by design key."""
+    folder = out / "configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for p in front:
+        config = design_config(space, p.design, seed=spec.accuracy.seed)
+        ppl, proxy_ppl = p.best.metrics["ppl"] or 0.0, p.proxy.metrics["ppl"] or 0.0
+        head = [
+            f"# quarch explore: study {spec.name!r}, model {model_name}, point {p.name} ({p.key})",
+            f"# bits/weight {p.best.metrics['bits']:.3f}, measured ppl {ppl:.4f} "
+            f"(proxy {proxy_ppl:.4f})",
+            f"# {design_summary(space, p.design)}",
+            "# apply with: quarch quantize --config THIS_FILE",
+        ]
+        path = folder / config_name(p)
+        path.write_text("\n".join(head) + "\n" + config.to_yaml(), encoding="utf-8")
+        paths[p.key] = str(path.relative_to(out))
+    return paths
+
+
+def write_tables(result: StudyResult, out: Path) -> None:
+    """`front.csv`, `front.json` and `points.json` of a result."""
     _write_csv(result, out / "front.csv")
-    write_json_atomic(out / "front.json", [_front_row(result, p) for p in result.front])
+    rows = [{**p.to_dict(), "table": row_values(result, p)} for p in result.front_points]
+    write_json_atomic(out / "front.json", rows)
     write_json_atomic(out / "points.json", [p.to_dict() for p in result.points])
 
 
-def _front_row(result: ExploreResult, p: Point) -> dict[str, Any]:
-    return {
-        **p.to_dict(),
-        "summary": design_summary(result, p),
-        "table": row_values(result, p),
-    }
-
-
-def _write_csv(result: ExploreResult, path: Path) -> None:
+def _write_csv(result: StudyResult, path: Path) -> None:
+    keys = [info.key for info in METRICS.values()]
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["point", "baseline", "config", *[k for k, _ in COLUMNS], "proxy_ppl", "design"])
-        for p in result.front:
+        w.writerow(["point", "baseline", "config", *keys, "proxy_ppl", "design"])
+        for p in result.front_points:
             r = row_values(result, p)
+            config = result.config_path(p) or p.config
             w.writerow(
-                [
-                    p.name,
-                    p.baseline,
-                    p.config_path,
-                    *[r[k] for k, _ in COLUMNS],
-                    r["proxy_ppl"],
-                    design_summary(result, p),
-                ]
+                [p.name, p.baseline, config, *[r[k] for k in keys], r["proxy_ppl"], p.summary]
             )

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from quarch.search._metrics import Metric
+
 FLOAT = "float"
 """The choice that keeps a tensor in floating point (served at `serving_dtype`)."""
 
@@ -26,30 +28,10 @@ class Sampler(StrEnum):
     GRID = "grid"
 
 
-class Metric(StrEnum):
-    """What an objective measures; all are minimised."""
-
-    PPL = "ppl"  # perplexity (proxy during the search, measured on the final front)
-    BITS = "bits"  # storage bits per weight of the blocks' linear layers, scales included
-    TPOT = "tpot"  # time per output token, s
-    TTFT = "ttft"  # time to first token, s
-    MEMORY = "memory"  # bytes on the most loaded device
-    ENERGY = "energy"  # joules per token
-    COST = "cost"  # $ per million tokens
-
-    @property
-    def per_scenario(self) -> bool:
-        return self not in (Metric.PPL, Metric.BITS)
-
-    @property
-    def unit(self) -> str:
-        units = {"ppl": "", "bits": "bits", "tpot": "s", "ttft": "s", "memory": "B"}
-        return units.get(self.value, {"energy": "J/token", "cost": "$/Mtok"}.get(self.value, ""))
-
-
 @dataclass(frozen=True, kw_only=True)
 class Objective:
-    """One minimised objective: a metric, at one scenario for the performance metrics."""
+    """One objective: a metric (its direction in `METRICS`), at one scenario for the
+    per-scenario metrics."""
 
     metric: Metric
     scenario: str | None = None

@@ -9,6 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_result(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from quarch.report import write_report
     from quarch.search import explore, study_from_dict
 
     study = {
@@ -33,4 +34,6 @@ def tiny_result(tmp_path_factory: pytest.TempPathFactory) -> Any:
         },
     }
     out = tmp_path_factory.mktemp("tiny-report")
-    return explore(study_from_dict(study), out, progress=False)
+    result = explore(study_from_dict(study), out, progress=False)
+    write_report(result)
+    return result

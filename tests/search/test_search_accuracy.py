@@ -139,7 +139,7 @@ def test_fit_alpha_least_squares(lab_space) -> None:
 def test_calibrated_method_designs(tmp_path) -> None:
     """A space with GPTQ: the sensitivity uses float statistics, the final measure the
     block-sequential calibration of apply_config, and the config says gptq."""
-    from quarch.search import explore
+    from quarch.search import explore, model_layout
 
     data = {
         **TINY_STUDY,
@@ -153,8 +153,9 @@ def test_calibrated_method_designs(tmp_path) -> None:
         "search": {"trials": 4, "population": 2},
         "accuracy": {**TINY_STUDY["accuracy"], "calib_windows": 4, "calib_seqlen": 64},
     }
-    result = explore(study_from_dict(data), tmp_path, progress=False, report=False)
+    result = explore(study_from_dict(data), tmp_path, progress=False)
     gptq = next(p for p in result.baselines if p.name == "W int4_g128+gptq")
-    assert gptq.measured is not None and math.isfinite(gptq.measured.ppl)
-    config = design_config(result.space, gptq.design)
+    assert gptq.measured is not None and math.isfinite(gptq.measured["ppl"])
+    space = build_space(result.spec, model_layout(tiny_llama(seed=0).model))
+    config = design_config(space, Design.of(gptq.design))
     assert {r.method for r in config.rules} == {"gptq"}

@@ -29,12 +29,14 @@ def test_outputs(tiny_result: Any) -> None:
         "front.json",
         "points.json",
         "study.yaml",
-        "report.html",
+        "result.json",
     ):
         assert (out / name).is_file(), name
-    front = tiny_result.front
-    assert front and all(p.measured is not None and p.config_path is not None for p in front)
-    bits = [p.best.metrics["bits"] for p in front]
+    assert not (out / "report.html").exists()  # the report is quarch.report's, not explore's
+    front = tiny_result.front_points
+    assert front and all(p.measured is not None and p.config is not None for p in front)
+    assert all((out / p.config).is_file() for p in front)
+    bits = [p.metrics["bits"] for p in front]
     assert bits == sorted(bits)
     names = {p.name for p in tiny_result.baselines}
     # float, W int8, W mxfp4, A fp8_e4m3_c, KV fp8_e4m3
@@ -43,6 +45,7 @@ def test_outputs(tiny_result: Any) -> None:
     assert tiny_result.trials == 16
     err = tiny_result.proxy_error
     assert err["points"] >= 1 and math.isfinite(err["mean_abs_rel"])
+    assert all(p.perf for p in front) and all(p.perf for p in tiny_result.baselines)
     rows = json.loads((out / "front.json").read_text())
     assert [r["key"] for r in rows] == [p.key for p in front]
 
@@ -51,8 +54,8 @@ def test_front_configs_apply_and_reproduce_the_measured_perplexity(tiny_result: 
     """Each front YAML loads through quarch.quant and, applied to a fresh model, gives the
     perplexity the study measured, by the pinned protocol of quarch.eval."""
     acc = tiny_result.spec.accuracy
-    for p in tiny_result.front[:3]:
-        config = QuantConfig.load(str(p.config_path))
+    for p in tiny_result.front_points[:3]:
+        config = QuantConfig.load(str(tiny_result.config_path(p)))
         model = tiny_llama(seed=0)
         apply_config(model.model, config, progress=False)
         ref = perplexity(
@@ -63,7 +66,7 @@ def test_front_configs_apply_and_reproduce_the_measured_perplexity(tiny_result: 
             max_windows=acc.eval_windows,
             progress=False,
         )
-        assert ref.ppl == pytest.approx(p.measured.ppl, rel=1e-5), p.name
+        assert ref.ppl == pytest.approx(p.measured["ppl"], rel=1e-5), p.name
 
 
 def test_quarch_quantize_accepts_a_front_config(tiny_result: Any, tmp_path: Path) -> None:
@@ -76,7 +79,7 @@ def test_quarch_quantize_accepts_a_front_config(tiny_result: Any, tmp_path: Path
     model.model.save_pretrained(folder)
     model.tokenizer.save_pretrained(folder)
     acc = tiny_result.spec.accuracy
-    point = next(p for p in tiny_result.front if not p.baseline)
+    point = next(p for p in tiny_result.front_points if not p.baseline)
     result = CliRunner().invoke(
         app,
         [
@@ -84,7 +87,7 @@ def test_quarch_quantize_accepts_a_front_config(tiny_result: Any, tmp_path: Path
             "--model",
             str(folder),
             "--config",
-            str(point.config_path),
+            str(tiny_result.config_path(point)),
             "--eval-seqlen",
             str(acc.eval_seqlen),
             "--eval-windows",
@@ -94,15 +97,15 @@ def test_quarch_quantize_accepts_a_front_config(tiny_result: Any, tmp_path: Path
     )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout[result.stdout.index("{") :])
-    assert record["perplexity"]["ppl"] == pytest.approx(point.measured.ppl, rel=1e-5)
+    assert record["perplexity"]["ppl"] == pytest.approx(point.measured["ppl"], rel=1e-5)
 
 
 def test_resume_measures_nothing_new(tiny_result: Any) -> None:
     out: Path = tiny_result.out_dir
     measured = (out / "measured.json").read_text()
     table = (out / "sensitivity.json").read_text()
-    again = explore(tiny_result.spec, out, progress=False, report=False)
-    assert [p.key for p in again.front] == [p.key for p in tiny_result.front]
+    again = explore(tiny_result.spec, out, progress=False)
+    assert again.front == tiny_result.front
     assert (out / "measured.json").read_text() == measured
     assert (
         json.loads((out / "sensitivity.json").read_text())["entries"]
@@ -130,6 +133,16 @@ def test_cli_explore(tmp_path: Path) -> None:
     assert "Pareto front" in result.output and "configs" in result.output
     assert not (out / "report.html").exists()
     assert len(list((out / "configs").glob("*.yaml"))) >= 1
+    # `quarch report` redraws the report and the table from result.json
+    again = CliRunner().invoke(app, ["report", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "Pareto front" in again.output and (out / "report.html").is_file()
+    rows = json.loads(CliRunner().invoke(app, ["report", str(out), "--json"]).stdout)
+    stored = json.loads((out / "front.json").read_text())
+    assert [r["key"] for r in rows] == [r["key"] for r in stored]
+    assert all(r["table"]["ppl"] == r["metrics"]["ppl"] for r in rows)
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "holds no finished study" in missing.output
     bad = CliRunner().invoke(
         app, ["explore", str(study), "--out", str(out), "--weights", "float,foo4"]
     )
@@ -165,7 +178,7 @@ def test_several_devices_are_a_search_dimension(tmp_path: Path) -> None:
         "hardware": {"devices": ["h100-sxm", "l40s"], "price_per_hour_usd": 1.0},
         "objectives": ["ppl", "tpot", "cost"],
     }
-    result = explore(study_from_dict(data), tmp_path, progress=False, report=False)
+    result = explore(study_from_dict(data), tmp_path, progress=False)
     assert [p.name for p in result.baselines] == [
         "float @ h100-sxm",
         "W mxfp4 @ h100-sxm",
@@ -176,10 +189,7 @@ def test_several_devices_are_a_search_dimension(tmp_path: Path) -> None:
     assert devices == {"h100-sxm", "l40s"}
     # the same formats cost more time on the L40S (864 GB/s against 3.35 TB/s)
     by = {p.name: p for p in result.baselines}
-    assert (
-        by["float @ l40s"].best.metrics["tpot@serve"]
-        > by["float @ h100-sxm"].best.metrics["tpot@serve"]
-    )
+    assert by["float @ l40s"].metrics["tpot@serve"] > by["float @ h100-sxm"].metrics["tpot@serve"]
     html = render_html(result)  # the front table names each design's device
     assert "device=h100-sxm" in html or "device=l40s" in html
 
@@ -203,7 +213,7 @@ def test_accelerator_template_with_ranges(tmp_path: Path) -> None:
         },
         "objectives": ["ppl", "tpot", "energy"],
     }
-    result = explore(study_from_dict(data), tmp_path, progress=False, report=False)
+    result = explore(study_from_dict(data), tmp_path, progress=False)
     arrays = {p.design["hw.num_arrays"] for p in result.points}
     clocks = {p.design["hw.clock_hz"] for p in result.points}
     assert all(isinstance(a, int) and 2 <= a <= 16 for a in arrays) and len(arrays) > 1

@@ -1,13 +1,22 @@
-"""`quarch explore`: search per-layer formats for the Pareto front on target hardware."""
+"""`quarch explore` and `quarch report`: the search, then its report (the layer above both
+`quarch.search` and `quarch.report`, so neither package imports the other's CLI needs).
+
+`explore` runs the study (`quarch.search.explore`, which stores `result.json`), draws
+`report.html` from the returned `StudyResult` and prints the front table. `report OUT_DIR`
+redraws the report and the table from the stored result alone: no model, no torch.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from quarch.search import StudyResult
 
 _HELP = (
     "Search per-layer-group weight, activation and KV formats (and methods) for the Pareto front "
@@ -65,7 +74,21 @@ def _scenario_overrides(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `explore` to the `quarch` app."""
+    """Add `explore` and `report` to the `quarch` app."""
+    _register_explore(app)
+    _register_report(app)
+
+
+def _console() -> Any:
+    import sys
+
+    from rich.console import Console
+
+    # piped output: wide enough for the front table on one line per design
+    return Console() if sys.stdout.isatty() else Console(width=170)
+
+
+def _register_explore(app: typer.Typer) -> None:
 
     @app.command("explore", help=_HELP)
     def explore_cmd(
@@ -97,14 +120,10 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the front as JSON")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
     ) -> None:
-        import sys
-
-        from rich.console import Console
-
+        from quarch.report import write_report
         from quarch.search import explore, study_from_dict
 
-        # piped output: wide enough for the front table on one line per design
-        console = Console() if sys.stdout.isatty() else Console(width=170)
+        console = _console()
         overrides = {
             "model": model,
             "hardware.devices": _csv(hw),
@@ -126,39 +145,80 @@ def register(app: typer.Typer) -> None:
             data = study_data(study, overrides)
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)
-            result = explore(spec, out, workers=workers, progress=not quiet, report=not no_report)
+            result = explore(spec, out, workers=workers, progress=not quiet)
         except (ValueError, TypeError) as err:
             console.print(f"[red]error:[/red] {err}")
             raise typer.Exit(2) from None
+        report = None if no_report else write_report(result)
         wall = time.perf_counter() - t0
         if as_json:
-            from quarch.search._outputs import row_values
-
-            rows = [{**p.to_dict(), "table": row_values(result, p)} for p in result.front]
-            print(json.dumps(rows, indent=1, default=str))
+            print(json.dumps(_front_json(result), indent=1, default=str))
             return
-        _summary(console, result, wall)
+        _summary(console, result, report)
+        console.print(
+            f"done in {wall:.0f} s; run the same command again to resume or extend "
+            f"(storage: {out / 'study.db'} unless --storage is given)."
+        )
 
 
-def _summary(console: Any, result: Any, wall: float) -> None:
+def _register_report(app: typer.Typer) -> None:
+    @app.command(
+        "report",
+        help="Redraw report.html and print the front table of a finished `quarch explore` "
+        "study from its stored result.json (no model is loaded).",
+    )
+    def report_cmd(
+        out_dir: Annotated[Path, typer.Argument(help="the study's output directory")],
+        no_report: Annotated[
+            bool, typer.Option("--no-report", help="print only, keep report.html")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print the front as JSON")] = False,
+    ) -> None:
+        from quarch.report import write_report
+        from quarch.search import StudyResult
+
+        console = _console()
+        try:
+            result = StudyResult.load(out_dir)
+        except ValueError as err:
+            console.print(f"[red]error:[/red] {err}")
+            raise typer.Exit(2) from None
+        report = None if no_report else write_report(result)
+        if as_json:
+            print(json.dumps(_front_json(result), indent=1, default=str))
+            return
+        _summary(console, result, report)
+
+
+def _front_json(result: StudyResult) -> list[dict[str, Any]]:
+    """The front's points as JSON rows, each with its table metrics by key."""
+    from quarch.search import METRICS, stored_value
+
+    scenario = result.scenarios[0]
+    rows = []
+    for p in result.front_points:
+        table = {i.key: stored_value(p.metrics, i, scenario) for i in METRICS.values()}
+        table["proxy_ppl"] = p.proxy.get("ppl")
+        rows.append({**p.to_dict(), "metrics": p.metrics, "table": table})
+    return rows
+
+
+def _summary(console: Any, result: StudyResult, report: Path | None) -> None:
     from quarch.report import front_table
+    from quarch.report._html import percent
 
     console.print(front_table(result))
     err = result.proxy_error
     console.print(
         f"{len(result.front)} designs on the front out of {len(result.points)} evaluated "
         f"({result.trials} trials); proxy perplexity error on the measured front: mean "
-        f"{100 * err['mean_abs_rel']:.2f} %, max {100 * err['max_abs_rel']:.2f} %."
+        f"{percent(err['mean_abs_rel'])}, max {percent(err['max_abs_rel'])}."
     )
-    out = result.out_dir
+    out = result.out_dir or Path(".")
     console.print(
         f"QuantConfig per front design: [bold]{out / 'configs'}[/bold]/ "
         f"(apply with `quarch quantize --config FILE`)"
     )
     console.print(f"front table: {out / 'front.csv'}   all points: {out / 'points.json'}")
-    if result.report_path is not None:
-        console.print(f"report: [bold green]{result.report_path}[/bold green] (opens offline)")
-    console.print(
-        f"done in {wall:.0f} s; run the same command again to resume or extend "
-        f"(storage: {result.out_dir / 'study.db'} unless --storage is given)."
-    )
+    if report is not None:
+        console.print(f"report: [bold green]{report}[/bold green] (opens offline)")
