@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from quarch.models import LinearExperts, spec_from_hf_config, tiny_model, unfuse_experts
+from quarch.report import write_report
 from quarch.search import (
     PerfModel,
     build_space,
@@ -33,7 +34,7 @@ def test_example_explores_end_to_end(name: str, tmp_path: Path) -> None:
             spec.accuracy, eval_windows=2, sensitivity_windows=1, max_final_points=2
         ),
     )
-    explore(spec, tmp_path, progress=False)
+    write_report(explore(spec, tmp_path, progress=False))
     assert (tmp_path / "report.html").stat().st_size > 0
     assert (tmp_path / "front.csv").read_text().count("\n") >= 2  # a header and a point
     assert json.loads((tmp_path / "points.json").read_text())
