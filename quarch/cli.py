@@ -8,8 +8,8 @@ documentation, "Lazily Loading Subcommands", on typer's group class).
 
 Adding a verb is one line in `VERBS`: `"name": ("quarch.pkg._cli", "one-line help")`, where
 `quarch.pkg._cli.register(app)` adds a command (or a sub-app, like `hw`) called `name`. One module
-may register several verbs (each gets its own line). `tests/test_cli.py` checks that every line
-names a command its module really registers, and that every registered command has a line.
+may register several verbs (each gets its own line). `tests/test_quarch_cli.py` checks that every
+line names a command its module really registers, and that every registered command has a line.
 """
 
 from __future__ import annotations
