@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from quarch.formats import Format, ScalingKind, cast_element, quantize
+from quarch.formats import Format, Pow2Scale, ScalingKind, cast_element, quantize
 from quarch.quant import METHODS, LayerCalib, Method, ParamSpec, WeightResult
 
 # One format of each family: integer groups with a float scale, an OCP MX float with a
@@ -49,7 +49,8 @@ def _element_values(fmt: Format) -> torch.Tensor:
 def _on_grid(fmt: Format, w: torch.Tensor) -> bool:
     """Whether `w` [out, in] is representable in `fmt`: unscaled formats quantize it to itself;
     for group scaling along the input axis, each (row, group) is element values times one scale
-    (some element value e is the group's largest magnitude, so the scale is amax / e)."""
+    (some element value e is the group's largest magnitude, so the scale is amax / e), and a
+    power-of-two scale format asks that scale to be a power of two."""
     w = w.to(torch.float32)
     kind = fmt.scaling.kind
     if kind == ScalingKind.NONE:
@@ -58,9 +59,15 @@ def _on_grid(fmt: Format, w: torch.Tensor) -> bool:
     groups = w.reshape(-1, fmt.scaling.block[0])  # [rows * groups, k]
     amax = groups.abs().amax(-1, keepdim=True)
     on = (amax == 0).squeeze(-1)
+    pow2 = isinstance(fmt.scaling.scale_format, Pow2Scale)
     for e in _element_values(fmt):
-        scaled = groups / (amax / e)
-        on |= torch.isclose(cast_element(fmt, scaled), scaled, rtol=1e-5, atol=1e-6).all(-1)
+        scale = amax / e
+        scaled = groups / scale
+        fits = torch.isclose(cast_element(fmt, scaled), scaled, rtol=1e-5, atol=1e-6).all(-1)
+        if pow2:  # an E8M0 scale is a power of two
+            exponent = torch.log2(scale.squeeze(-1))
+            fits &= torch.isclose(exponent, exponent.round(), atol=1e-6)
+        on |= fits
     return bool(on.all())
 
 
@@ -73,6 +80,9 @@ def test_the_grid_check_can_fail() -> None:
         nudged = quantize(fmt, WEIGHT)
         nudged[0, 0] += 1e-3 * float(nudged.abs().max())
         assert not _on_grid(fmt, nudged), name
+    # 1.5 × an MXFP4 block is FP4 values times a scale that is no power of two
+    mx = Format.parse("mxfp4")
+    assert not _on_grid(mx, 1.5 * quantize(mx, WEIGHT))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
