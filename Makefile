@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.quarch-installed
 
-.PHONY: setup run test test-slow lint bench clean
+.PHONY: setup run test test-slow test-floors lint bench clean
 
 setup: $(STAMP)
 
@@ -33,9 +33,13 @@ test: lint
 test-slow: setup
 	$(BIN)/pytest -q -m slow
 
+# Every dependency at its pyproject floor, in a venv of its own (.venv-floors), and a smoke test.
+test-floors:
+	PYTHON=$(PYTHON) bash .ci/floors
+
 bench: setup
 	$(BIN)/python -m pip install -q -e '.[dev,oracles]'
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-floors build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from quarch._cli_util import USER_ERRORS, fail
+
 DEFAULT_FORMATS = (
     "bf16,fp8_e4m3_c,int8,mxfp8_e4m3,mxfp6_e2m3,mxfp6_e3m2,int4_g128,int4_g128_asym,nf4,"
     "mxfp4,nvfp4,int3_g128,ternary"
@@ -55,16 +57,14 @@ def formats_command(
         if max_tensors < 0:
             raise ValueError(f"--max-tensors must be ≥ 0, got {max_tensors}")
         wf = open_weight_file(weights)
-    except ValueError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+    except USER_ERRORS as e:
+        raise fail(e) from None
     total = count_weight_tensors(wf)
     selected = ((n, t) for n, t in iter_weight_tensors(wf) if fnmatch.fnmatchcase(n, tensors))
     limit = max_tensors or total
     rows = _run(fmts, selected, min(limit, total), limit, err)
     if not rows or rows[0].num_tensors == 0:
-        err.print(f"[red]error:[/red] no tensor of {wf.path} matches {tensors!r}")
-        raise typer.Exit(2)
+        raise fail(f"no tensor of {wf.path} matches {tensors!r}")
     if as_json:
         payload: dict[str, object] = {
             "source": str(wf.path),
@@ -99,9 +99,8 @@ def _run(fmts, selected, shown_total, limit, err):  # type: ignore[no-untyped-de
         task = progress.add_task("quantizing tensors", total=shown_total)
         try:
             return compare_formats(fmts, limited(), on_tensor=lambda name: progress.advance(task))
-        except ValueError as e:
-            err.print(f"[red]error:[/red] {e}")
-            raise typer.Exit(2) from None
+        except USER_ERRORS as e:
+            raise fail(e) from None
 
 
 def _jsonable(d: dict[str, object]) -> dict[str, object]:

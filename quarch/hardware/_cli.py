@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from quarch._cli_util import USER_ERRORS, fail
 from quarch.hardware._spec import Hardware
 
 hw_app = typer.Typer(
@@ -20,13 +21,6 @@ hw_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add `quarch hw list` and `quarch hw show` to the app."""
     app.add_typer(hw_app, name="hw")
-
-
-def _fail(err: Exception) -> typer.Exit:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/red] {err}")
-    return typer.Exit(2)
 
 
 def _si(value: float, unit: str) -> str:
@@ -44,37 +38,53 @@ def list_command(
 ) -> None:
     """List the catalog: peaks, memory, interconnect and power of every device."""
     from rich.console import Console
-    from rich.table import Table
 
     from quarch.hardware._loader import list_hardware, load_hardware
 
     try:
         devices = [load_hardware(name) for name in list_hardware()]
-    except ValueError as err:
-        raise _fail(err) from None
+    except USER_ERRORS as err:
+        raise fail(err) from None
     if as_json:
         typer.echo(json.dumps([_plain(hw) for hw in devices], indent=2))
         return
-    table = Table(title="hardware catalog (dense peaks)")
-    for col in ("name", "device", "class", "16-bit", "8-bit", "memory", "bandwidth", "link", "TDP"):
-        table.add_column(col, justify="left" if col in ("name", "device", "class") else "right")
+    Console().print(_catalog_table(devices))
+
+
+def _catalog_table(devices: list[Hardware]) -> Any:
+    """One row per device, one unit per column, so that names fit whole at 80 columns (the
+    interconnect and every number's source are in `quarch hw show NAME` and `--json`)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title="hardware catalog (dense peaks)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("name", no_wrap=True)
+    table.add_column("device", overflow="fold", ratio=1, min_width=12)
+    for col in ("16-bit\nTFLOP/s", "8-bit\nTFLOP/s", "mem\nGB", "mem\nTB/s", "TDP\nW"):
+        table.add_column(col, justify="right", no_wrap=True)
     for hw in devices:
         rates = hw.matrix_flops_per_s
         r16 = rates.get("bf16", rates.get("fp16"))
         r8 = rates.get("fp8", rates.get("int8"))
-        ic = hw.interconnect
         table.add_row(
             hw.name,
             hw.display_name,
-            hw.device_class.value,
-            _si(r16, "FLOP/s") if r16 else "-",
-            _si(r8, "FLOP/s") if r8 else "-",
-            _si(hw.memory_capacity_bytes, "B"),
-            _si(hw.memory_bytes_per_s, "B/s"),
-            f"{_si(ic.link_bytes_per_s, 'B/s')} {ic.topology.value}" if ic else "-",
-            f"{hw.tdp_w:.0f} W",
+            _fixed(r16, 1e12),
+            _fixed(r8, 1e12),
+            _fixed(hw.memory_capacity_bytes, 1e9),
+            _fixed(hw.memory_bytes_per_s, 1e12),
+            f"{hw.tdp_w:.0f}",
         )
-    Console().print(table)
+    return table
+
+
+def _fixed(value: float | None, unit: float) -> str:
+    """`value` in `unit`s to four significant digits, or `-` when absent."""
+    return f"{value / unit:,.4g}" if value else "-"
 
 
 def _numbers(hw: Hardware) -> list[tuple[str, str, str]]:
@@ -123,8 +133,8 @@ def show_command(
 
     try:
         hw = load_hardware(name)
-    except ValueError as err:
-        raise _fail(err) from None
+    except USER_ERRORS as err:
+        raise fail(err) from None
     eff = efficiency_for(hw)
     if as_json:
         payload = _plain(hw) | {"efficiency_resolved": dataclasses.asdict(eff)}

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quarch._cli_util import USER_ERRORS, fail, user_errors
+
 if TYPE_CHECKING:
     from quarch.measure._calibrate import CalibrationResult
     from quarch.measure._validate import ValidationReport
@@ -27,13 +29,6 @@ def register(app: typer.Typer) -> None:
     app.command("validate")(validate_command)
 
 
-def _fail(message: str) -> typer.Exit:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    return typer.Exit(2)
-
-
 def calibrate_command(
     out: Annotated[Path, typer.Option("--out", help="where to write the Hardware YAML")] = Path(
         "hw.yaml"
@@ -49,13 +44,16 @@ def calibrate_command(
     this machine, fit the perf model's rates and efficiency parameters, write a Hardware YAML."""
     from quarch.measure._calibrate import calibrate
 
+    if not out.parent.is_dir():  # before a minute of timing, not after
+        raise fail(f"--out {out}: there is no directory {out.parent}")
     try:
         result = calibrate(
             device, quick=quick, progress=not as_json, threads=threads, stat=stat, name=name
         )
-    except ValueError as err:
-        raise _fail(str(err)) from None
-    result.write(out)
+    except USER_ERRORS as err:
+        raise fail(err) from None
+    with user_errors():
+        result.write(out)
     if as_json:
         typer.echo(json.dumps(_calibration_json(result, out), indent=2))
         return
@@ -153,8 +151,8 @@ def validate_command(
         )
         if update:
             update_band(hw, report)
-    except ValueError as err:
-        raise _fail(str(err)) from None
+    except USER_ERRORS as err:
+        raise fail(err) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

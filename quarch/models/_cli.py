@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from quarch._cli_util import user_errors
 from quarch.models._spec import ModelSpec
 
 
@@ -27,16 +28,10 @@ def models_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """List the model catalog (parameters, layers, attention, experts), or show one model."""
-    from rich.console import Console
-
     from quarch.models._config import list_models, load_model_spec
 
-    err = Console(stderr=True)
-    try:
+    with user_errors():
         specs = [load_model_spec(model)] if model else [load_model_spec(n) for n in list_models()]
-    except ValueError as e:
-        err.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
     if as_json:
         payload = [_summary(s) | {"spec": _jsonable(s)} for s in specs]
         typer.echo(json.dumps(payload if model is None else payload[0], indent=2))

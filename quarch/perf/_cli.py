@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quarch._cli_util import user_errors
+
 if TYPE_CHECKING:
     from quarch.hardware import Hardware
-    from quarch.models import ModelSpec
     from quarch.perf._predict import Prediction
     from quarch.perf._roofline import OpTime
-    from quarch.perf._scenario import Scenario
 
 
 def register(app: typer.Typer) -> None:
@@ -27,71 +30,84 @@ Model = Annotated[
     str, typer.Option("--model", help="catalog model name, config.json, or YAML spec")
 ]
 Device = Annotated[str, typer.Option("--hw", help="catalog device name or Hardware YAML path")]
-Batch = Annotated[int, typer.Option("--batch", help="concurrent sequences")]
-Prompt = Annotated[int, typer.Option("--prompt", help="prompt tokens per sequence")]
-Output = Annotated[int, typer.Option("--output", help="generated tokens per sequence")]
-Tp = Annotated[int, typer.Option("--tp", help="tensor parallelism")]
-Pp = Annotated[int, typer.Option("--pp", help="pipeline parallelism")]
-Ep = Annotated[int, typer.Option("--ep", help="expert parallelism")]
-Dp = Annotated[int, typer.Option("--dp", help="attention data parallelism")]
-Weights = Annotated[str, typer.Option("--weights", help="weight format (e.g. int4_g128)")]
-Acts = Annotated[str, typer.Option("--acts", help="activation format")]
-Kv = Annotated[str, typer.Option("--kv", help="KV-cache format (e.g. fp8_e4m3)")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 
 
-def _fail(err: Exception) -> typer.Exit:
-    from rich.console import Console
+def _scenario_flags(
+    batch: Annotated[int, typer.Option("--batch", help="concurrent sequences")] = 1,
+    prompt: Annotated[int, typer.Option("--prompt", help="prompt tokens per sequence")] = 512,
+    output: Annotated[int, typer.Option("--output", help="generated tokens per sequence")] = 128,
+    tp: Annotated[int, typer.Option("--tp", help="tensor parallelism")] = 1,
+    pp: Annotated[int, typer.Option("--pp", help="pipeline parallelism")] = 1,
+    ep: Annotated[int, typer.Option("--ep", help="expert parallelism")] = 1,
+    dp: Annotated[int, typer.Option("--dp", help="attention data parallelism")] = 1,
+    weights: Annotated[str, typer.Option("--weights", help="weight format (e.g. int4_g128)")] = (
+        "bf16"
+    ),
+    acts: Annotated[str, typer.Option("--acts", help="activation format")] = "bf16",
+    kv: Annotated[str, typer.Option("--kv", help="KV-cache format (e.g. fp8_e4m3)")] = "bf16",
+) -> dict[str, Any]:
+    """The serving-scenario flags `predict` and `roofline` share, as `Scenario` keywords."""
+    return {
+        "batch": batch,
+        "prompt_len": prompt,
+        "output_len": output,
+        "tp": tp,
+        "pp": pp,
+        "ep": ep,
+        "dp": dp,
+        "weight_format": weights,
+        "act_format": acts,
+        "kv_format": kv,
+    }
 
-    Console(stderr=True).print(f"[red]error:[/red] {err}")
-    return typer.Exit(2)
+
+_SCENARIO_FLAGS = inspect.signature(_scenario_flags, eval_str=True).parameters
 
 
-def _resolve(model: str, device: str, **scenario: Any) -> tuple[ModelSpec, Hardware, Scenario]:
+def with_scenario_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a verb the flags of `_scenario_flags`, handed to it as one `scenario` dict.
+
+    The verb declares `scenario: dict[str, Any]` where the ten flags belong; typer sees the flags
+    in its place (all parameters keyword-only, so defaults and required options may mix freely).
+    """
+    params: list[inspect.Parameter] = []
+    for name, param in inspect.signature(command, eval_str=True).parameters.items():
+        params += _SCENARIO_FLAGS.values() if name == "scenario" else [param]
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+
+    @functools.wraps(command)
+    def verb(**kwargs: Any) -> None:
+        flags = {name: kwargs.pop(name) for name in _SCENARIO_FLAGS}
+        command(scenario=_scenario_flags(**flags), **kwargs)
+
+    verb.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    verb.__annotations__ = {p.name: p.annotation for p in params}
+    return verb
+
+
+def _predict(model: str, device: str, scenario: dict[str, Any]) -> tuple[Hardware, Prediction]:
+    """Load the model and device, predict the scenario; bad input ends the command (exit 2)."""
     from quarch.hardware import load_hardware
     from quarch.models import load_model_spec
+    from quarch.perf._predict import predict
     from quarch.perf._scenario import Scenario
 
-    return load_model_spec(model), load_hardware(device), Scenario(**scenario)
+    with user_errors():
+        hw = load_hardware(device)
+        return hw, predict(load_model_spec(model), hw, Scenario(**scenario))
 
 
+@with_scenario_flags
 def predict_command(
     model: Model,
     device: Device,
-    batch: Batch = 1,
-    prompt: Prompt = 512,
-    output: Output = 128,
-    tp: Tp = 1,
-    pp: Pp = 1,
-    ep: Ep = 1,
-    dp: Dp = 1,
-    weights: Weights = "bf16",
-    acts: Acts = "bf16",
-    kv: Kv = "bf16",
+    scenario: dict[str, Any],
     ops: Annotated[bool, typer.Option("--ops", help="also print the per-op breakdown")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Predict latency, throughput, memory, energy and cost of serving a model on a device."""
-    from quarch.perf._predict import predict
-
-    try:
-        spec, hw, sc = _resolve(
-            model,
-            device,
-            batch=batch,
-            prompt_len=prompt,
-            output_len=output,
-            tp=tp,
-            pp=pp,
-            ep=ep,
-            dp=dp,
-            weight_format=weights,
-            act_format=acts,
-            kv_format=kv,
-        )
-        p = predict(spec, hw, sc)
-    except (ValueError, TypeError) as err:
-        raise _fail(err) from None
+    hw, p = _predict(model, device, scenario)
     if as_json:
         typer.echo(json.dumps(prediction_to_dict(p), indent=2))
         return
@@ -232,46 +248,34 @@ def _print_ops(title: str, ops: tuple[OpTime, ...]) -> None:
     Console().print(table)
 
 
+@with_scenario_flags
 def roofline_command(
     model: Model,
     device: Device,
     out: Annotated[Path, typer.Option("--out", help="directory for roofline.html / .png")],
-    batch: Batch = 1,
-    prompt: Prompt = 512,
-    output: Output = 128,
-    tp: Tp = 1,
-    pp: Pp = 1,
-    ep: Ep = 1,
-    dp: Dp = 1,
-    weights: Weights = "bf16",
-    acts: Acts = "bf16",
-    kv: Kv = "bf16",
+    scenario: dict[str, Any],
     png: Annotated[bool, typer.Option("--png/--no-png", help="also write a PNG")] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the files written and the plotted points as JSON")
+    ] = False,
 ) -> None:
     """Write a roofline plot (HTML, and PNG) placing each op by arithmetic intensity."""
     from rich.console import Console
 
-    from quarch.perf._plot import write_roofline
-    from quarch.perf._predict import predict
+    from quarch.perf._plot import roofline_points, write_roofline
 
-    try:
-        spec, hw, sc = _resolve(
-            model,
-            device,
-            batch=batch,
-            prompt_len=prompt,
-            output_len=output,
-            tp=tp,
-            pp=pp,
-            ep=ep,
-            dp=dp,
-            weight_format=weights,
-            act_format=acts,
-            kv_format=kv,
-        )
-        written = write_roofline(predict(spec, hw, sc), hw, out, png=png)
-    except (ValueError, TypeError) as err:
-        raise _fail(err) from None
+    hw, p = _predict(model, device, scenario)
+    with user_errors():
+        written = write_roofline(p, hw, out, png=png)
+    if as_json:
+        points, skipped = roofline_points(p)
+        payload = {
+            "files": written,
+            "points": [dataclasses.asdict(pt) for pt in points],
+            "skipped": skipped,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
     console = Console()
     console.print(f"wrote {written['html']}")
     if "png" in written:

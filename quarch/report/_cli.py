@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quarch._cli_util import fail
+
 if TYPE_CHECKING:
     from quarch.search import StudyResult
 
@@ -146,9 +148,8 @@ def _register_explore(app: typer.Typer) -> None:
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)
             result = explore(spec, out, workers=workers, progress=not quiet)
-        except (ValueError, TypeError) as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from None
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            raise fail(err) from None
         report = None if no_report else write_report(result)
         wall = time.perf_counter() - t0
         if as_json:
@@ -181,8 +182,7 @@ def _register_report(app: typer.Typer) -> None:
         try:
             result = StudyResult.load(out_dir)
         except ValueError as err:
-            console.print(f"[red]error:[/red] {err}")
-            raise typer.Exit(2) from None
+            raise fail(err) from None
         report = None if no_report else write_report(result)
         if as_json:
             print(json.dumps(_front_json(result), indent=1, default=str))

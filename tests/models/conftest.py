@@ -63,6 +63,9 @@ def write_tiny_gguf(model: Any, tokenizer: Any, path: Path, *, mlp_q8_0: bool) -
     writer.add_token_scores([0.0] * len(tokens))  # no merges: each byte stays a token
     writer.add_bos_token_id(tokenizer.bos_token_id)
     writer.add_eos_token_id(tokenizer.eos_token_id)
+    # like the byte tokenizer: no BOS prepended (said explicitly: transformers' default for a
+    # GGUF without this key changed between releases, 4.56 prepends one)
+    writer.add_add_bos_token(False)
 
     stored: dict[str, Any] = {}
     names = {

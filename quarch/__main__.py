@@ -1,0 +1,5 @@
+"""`python -m quarch`: the same command as the `quarch` script."""
+
+from quarch.cli import main
+
+main()

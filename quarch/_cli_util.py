@@ -1,0 +1,53 @@
+"""What every `quarch` verb shares: the one way a user error ends a command.
+
+A verb calls the Python API inside `with user_errors():`; a `ValueError`, `TypeError` or
+`FileNotFoundError` from it (bad input, by the API's contract) becomes one red line
+`error: <message>` on stderr and exit code 2, never a traceback. A verb that finds a problem
+itself raises `fail("...")`. The message goes through `rich.markup.escape`, so user text such as
+a file named `a[/x].yaml` prints as written instead of being read as rich markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+"""The exceptions the API raises for bad input; anything else is a bug and keeps its traceback."""
+
+EXIT_USER_ERROR = 2
+"""The exit code of a command stopped by bad input (click uses 2 for usage errors too)."""
+
+
+def fail(problem: BaseException | str) -> typer.Exit:
+    """Print `error: <problem>` in red on stderr; return the `typer.Exit` for the caller to raise.
+
+    Use as `raise fail(err) from None` (or `raise fail("no tensor matches")`).
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    # soft_wrap: the terminal folds a long message, rich does not cut it into lines.
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[red]error:[/red] {escape(_message(problem))}"
+    )
+    return typer.Exit(EXIT_USER_ERROR)
+
+
+def _message(problem: BaseException | str) -> str:
+    if isinstance(problem, str):
+        return problem
+    if isinstance(problem, FileNotFoundError) and problem.filename is not None:
+        return f"no such file: {problem.filename}"
+    return str(problem) or type(problem).__name__
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the API's bad-input exceptions raised inside the block into `fail(...)`."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        raise fail(err) from None
