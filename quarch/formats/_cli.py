@@ -47,7 +47,7 @@ def formats_command(
     from rich.console import Console
 
     from quarch.formats import Format
-    from quarch.models._tensors import count_weight_tensors, iter_weight_tensors, open_weight_file
+    from quarch.models import count_weight_tensors, iter_weight_tensors, open_weight_file
 
     err = Console(stderr=True)
     try:

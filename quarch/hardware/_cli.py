@@ -129,7 +129,7 @@ def show_command(
     from rich.table import Table
 
     from quarch.hardware._loader import load_hardware
-    from quarch.perf._efficiency import efficiency_for
+    from quarch.perf import efficiency_for
 
     try:
         hw = load_hardware(name)
