@@ -1,0 +1,618 @@
+"""A public validation set: sourced measurements of LLM serving and kernels, held against `predict`.
+
+The rows live in `quarch/measure/published/*.yaml`, one file per source. A file has a `source`
+(title, url, revision and/or date), `defaults` merged into every row, and `rows`; its header
+comment says under which conditions the source measured (engine mode, concurrency, formats).
+After merging, a row has:
+
+- `id`: unique over all files; its hash decides the split (below).
+- `kind`: `e2e` (a served model) or `kernel` (one op at a shape).
+- `device`: a catalog device; `engine`, `engine_version`: what ran it.
+- `weight_format`, `act_format` and, for `e2e`, `kv_format`: quarch format strings.
+- `e2e` rows: `model` (a catalog model), `prompt_len`, `output_len`, optional `tp`, `pp`, `ep`,
+  `dp` (default 1), and `batch`: an integer, or `max` for offline maximum-throughput runs whose
+  source gives no batch (then `max_batch`, the engine's cap, is required).
+- `kernel` rows: `op: matmul` and its `m`, `n`, `k`.
+- `metric`, `value`, `unit` (see `METRICS` and `UNITS`), `section` (the table, figure or
+  section of the source the value was copied from), and optional `published_model`, `notes`.
+
+**Prediction.** An `e2e` row becomes a `Scenario` priced by `predict`. A `batch: max` row is
+predicted at the largest batch whose memory fits the device (`Prediction.fits`), capped at
+`max_batch`: the engine admits sequences until its KV cache is full, and quarch's static batch
+is the nearest thing it models. A `kernel` row is built as one matmul `Op` (the same FLOPs and
+bytes `quarch.perf` gives a weight GEMM) and priced with `op_time`; its time includes the
+per-kernel overhead, as a timed kernel does.
+
+**Split.** `split_for(id)`: the row is `holdout` when the first 8 hex digits of the SHA-256 of
+its id are 0 modulo 3, else `fit`. Fixed once; it never looks at errors.
+
+**Errors.** `error = |pred − meas| / meas`, `ratio = meas / pred`; a prediction is optimistic
+when it promises more than was measured (a shorter time, a higher throughput). A row is inside
+the band when the measured value lies in the prediction's `band` around the predicted value
+(times: `[pred · low, pred · high]`; throughputs, the inverse of a time: `[pred / high,
+pred / low]`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from quarch.hardware import list_hardware, load_hardware
+from quarch.models import load_model_spec
+from quarch.perf import Op, OpKind, Prediction, Scenario, efficiency_for, op_time, predict
+from quarch.perf._scenario import bits_per_element
+
+PUBLISHED_DIR = Path(__file__).with_name("published")
+"""Where the shipped rows live."""
+
+KINDS = ("e2e", "kernel")
+SPLITS = ("fit", "holdout")
+
+# metric -> (is a time, unit family)
+METRICS: Mapping[str, tuple[bool, str]] = {
+    "output_tokens_per_s": (False, "rate"),
+    "output_tokens_per_s_per_device": (False, "rate_per_device"),
+    "throughput_tokens_per_s": (False, "rate"),
+    "ttft_s": (True, "time"),
+    "tpot_s": (True, "time"),
+    "e2e_latency_s": (True, "time"),
+    "kernel_time_s": (True, "time"),
+}
+# unit -> (family, factor to SI)
+UNITS: Mapping[str, tuple[str, float]] = {
+    "tokens/s": ("rate", 1.0),
+    "tokens/s/gpu": ("rate_per_device", 1.0),
+    "s": ("time", 1.0),
+    "ms": ("time", 1e-3),
+    "us": ("time", 1e-6),
+}
+_E2E_METRICS = frozenset(METRICS) - {"kernel_time_s"}
+_REQUIRED: tuple[str, ...] = (
+    "id",
+    "kind",
+    "device",
+    "engine",
+    "engine_version",
+    "weight_format",
+    "act_format",
+    "metric",
+    "value",
+    "unit",
+    "section",
+    "url",
+)
+_E2E_REQUIRED = ("model", "kv_format", "prompt_len", "output_len", "batch")
+_KERNEL_REQUIRED = ("op", "m", "n", "k")
+_COUNTS = ("tp", "pp", "ep", "dp")
+_OPTIONAL = frozenset(
+    {"published_model", "notes", "date", "revision", "title", "max_batch", *_COUNTS}
+)
+_KNOWN = frozenset(_REQUIRED + _E2E_REQUIRED + _KERNEL_REQUIRED) | _OPTIONAL
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedRow:
+    """One sourced measurement (fields as in the module doc; `value_si` in s or tokens/s)."""
+
+    id: str
+    kind: str
+    device: str
+    engine: str
+    engine_version: str
+    weight_format: str
+    act_format: str
+    kv_format: str
+    metric: str
+    value: float
+    unit: str
+    url: str
+    section: str
+    file: str
+    model: str | None = None
+    prompt_len: int = 0
+    output_len: int = 0
+    batch: int | None = None  # None: the largest batch that fits (`max`)
+    max_batch: int | None = None
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    dp: int = 1
+    m: int = 0
+    n: int = 0
+    k: int = 0
+    date: str | None = None
+    revision: str | None = None
+    published_model: str | None = None
+    notes: str | None = None
+
+    @property
+    def split(self) -> str:
+        """`fit` or `holdout`, from the id alone (see `split_for`)."""
+        return split_for(self.id)
+
+    @property
+    def value_si(self) -> float:
+        """The measured value in s (times) or tokens/s (rates)."""
+        return self.value * UNITS[self.unit][1]
+
+    @property
+    def is_time(self) -> bool:
+        """Whether the metric is a time (smaller is faster)."""
+        return METRICS[self.metric][0]
+
+    @property
+    def precision(self) -> str:
+        """`weight/act[/kv]` formats, the slice key for precision."""
+        parts = [self.weight_format, self.act_format]
+        if self.kind == "e2e":
+            parts.append(self.kv_format)
+        return "/".join(parts)
+
+
+def split_for(row_id: str) -> str:
+    """`holdout` when the first 8 hex digits of SHA-256(`row_id`) are 0 mod 3, else `fit`."""
+    digest = hashlib.sha256(row_id.encode("utf-8")).hexdigest()
+    return "holdout" if int(digest[:8], 16) % 3 == 0 else "fit"
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_published(paths: Iterable[Path | str] | None = None) -> tuple[PublishedRow, ...]:
+    """Load and check every row of `paths` (default: the shipped `published/*.yaml`).
+
+    Raises:
+        ValueError: a file that is not a mapping with `source` and `rows`, a row with a missing,
+            unknown or invalid field (the file and row id are named), or a duplicate id.
+    """
+    files = sorted(PUBLISHED_DIR.glob("*.yaml")) if paths is None else [Path(p) for p in paths]
+    rows: list[PublishedRow] = []
+    seen: dict[str, str] = {}
+    for path in files:
+        for row in _load_file(path):
+            if row.id in seen:
+                raise ValueError(f"{path.name}: row id {row.id!r} already used in {seen[row.id]}")
+            seen[row.id] = path.name
+            rows.append(row)
+    return tuple(rows)
+
+
+def _load_file(path: Path) -> list[PublishedRow]:
+    with path.open(encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise ValueError(f"{path.name}: expected a mapping with a 'rows' list")
+    source, defaults = doc.get("source"), doc.get("defaults", {})
+    if not isinstance(source, dict) or not source.get("url"):
+        raise ValueError(f"{path.name}: 'source' must be a mapping with a 'url'")
+    if not isinstance(defaults, dict):
+        raise ValueError(f"{path.name}: 'defaults' must be a mapping")
+    base = {k: v for k, v in source.items() if k in ("url", "date", "revision")}
+    out = []
+    for i, raw in enumerate(doc["rows"]):
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path.name}: row {i} is not a mapping")
+        merged = {**base, **defaults, **raw}
+        where = f"{path.name}: row {merged.get('id', i)!r}"
+        try:
+            out.append(_row(merged, path.name))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{where}: {err}") from None
+    return out
+
+
+def _row(d: dict[str, Any], file: str) -> PublishedRow:
+    missing = [k for k in _REQUIRED if k not in d]
+    kind = d.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    missing += [k for k in (_E2E_REQUIRED if kind == "e2e" else _KERNEL_REQUIRED) if k not in d]
+    if missing:
+        raise ValueError(f"missing field(s) {missing}")
+    unknown = sorted(set(d) - _KNOWN)
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; known: {sorted(_KNOWN)}")
+    _check_text(d, ("id", "device", "engine", "engine_version", "section", "url"))
+    if d["device"] not in list_hardware():
+        raise ValueError(f"device {d['device']!r} is not a catalog device ({list_hardware()})")
+    metric, unit = d["metric"], d["unit"]
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
+    if unit not in UNITS or UNITS[unit][0] != METRICS[metric][1]:
+        fits = sorted(u for u, (fam, _) in UNITS.items() if fam == METRICS[metric][1])
+        raise ValueError(f"unit {unit!r} does not fit metric {metric!r}; use one of {fits}")
+    if (kind == "kernel") != (metric == "kernel_time_s"):
+        raise ValueError(f"metric {metric!r} does not fit kind {kind!r}")
+    value = d["value"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"value must be a positive number, got {value!r}")
+    for name in ("weight_format", "act_format", "kv_format"):
+        if name in d:
+            bits_per_element(_text(d, name))  # raises ValueError naming the format
+    fields: dict[str, Any] = {
+        k: d[k] for k in _KNOWN if k in d and k not in ("op", "batch", "title", "value")
+    }
+    fields["value"] = float(value)
+    fields.setdefault("kv_format", "bf16")
+    for name in (*_COUNTS, "m", "n", "k", "prompt_len", "output_len", "max_batch"):
+        if name in d:
+            fields[name] = _positive_int(d, name)
+    if kind == "kernel" and d["op"] != "matmul":
+        raise ValueError(f"op must be 'matmul' (the only kernel priced), got {d['op']!r}")
+    if kind == "e2e":
+        _check_text(d, ("model",))
+        if "/" in d["model"] or d["model"].endswith((".yaml", ".yml", ".json")):
+            raise ValueError(f"model must be a catalog name (`quarch models`), got {d['model']!r}")
+        load_model_spec(d["model"])  # raises ValueError naming an unknown model
+        fields["batch"] = _batch(d)
+    return PublishedRow(file=file, **fields)
+
+
+def _batch(d: Mapping[str, Any]) -> int | None:
+    if d["batch"] == "max":
+        if "max_batch" not in d:
+            raise ValueError("batch: max needs max_batch (the engine's batch cap)")
+        return None
+    return _positive_int(d, "batch")
+
+
+def _text(d: Mapping[str, Any], name: str) -> str:
+    value = d[name]
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_text(d: Mapping[str, Any], names: Iterable[str]) -> None:
+    for name in names:
+        _text(d, name)
+
+
+def _positive_int(d: Mapping[str, Any], name: str) -> int:
+    value = d[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+# --- predicting ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedResult:
+    """One row against its prediction (`predicted` in the row's SI unit)."""
+
+    row: PublishedRow
+    predicted: float
+    band: tuple[float, float]
+    batch: int | None = None  # the batch predicted (e2e rows)
+
+    @property
+    def error(self) -> float:
+        """|pred − meas| / meas."""
+        return abs(self.predicted - self.row.value_si) / self.row.value_si
+
+    @property
+    def ratio(self) -> float:
+        """meas / pred."""
+        return self.row.value_si / self.predicted
+
+    @property
+    def optimistic(self) -> bool:
+        """Whether the prediction promises more than was measured."""
+        if self.row.is_time:
+            return self.predicted < self.row.value_si
+        return self.predicted > self.row.value_si
+
+    @property
+    def in_band(self) -> bool:
+        """Whether the measured value lies in the band around the prediction."""
+        low, high = self.band
+        if self.row.is_time:
+            lo, hi = self.predicted * low, self.predicted * high
+        else:
+            lo, hi = self.predicted / high, self.predicted / low
+        return lo <= self.row.value_si <= hi
+
+
+def scenario_for(row: PublishedRow, batch: int | None = None) -> Scenario:
+    """The `Scenario` of an e2e row (at `batch`, or the row's own batch)."""
+    if row.kind != "e2e":
+        raise ValueError(f"row {row.id!r} is a {row.kind} row, not e2e")
+    chosen = batch if batch is not None else row.batch
+    if chosen is None:
+        raise ValueError(f"row {row.id!r} has batch: max; pass the batch to predict at")
+    return Scenario(
+        batch=chosen,
+        prompt_len=row.prompt_len,
+        output_len=row.output_len,
+        tp=row.tp,
+        pp=row.pp,
+        ep=row.ep,
+        dp=row.dp,
+        weight_format=row.weight_format,
+        act_format=row.act_format,
+        kv_format=row.kv_format,
+    )
+
+
+def kernel_op(row: PublishedRow) -> Op:
+    """The matmul `Op` of a kernel row: FLOPs and bytes as `quarch.perf` counts a weight GEMM
+    (weights `k·n` at the weight format, activations `m·(k + n)` at the activation format)."""
+    if row.kind != "kernel":
+        raise ValueError(f"row {row.id!r} is an {row.kind} row, not a kernel")
+    m, n, k = row.m, row.n, row.k
+    return Op(
+        name=f"published.{row.id}",
+        kind=OpKind.MATMUL,
+        group="kernel",
+        count=1,
+        m=m,
+        n=n,
+        k=k,
+        flops=2.0 * m * n * k,
+        weight_bytes=k * n * bits_per_element(row.weight_format) / 8,
+        act_bytes=m * (k + n) * bits_per_element(row.act_format) / 8,
+        weight_format=row.weight_format,
+        act_format=row.act_format,
+        kv_format=row.kv_format,
+    )
+
+
+def predict_row(row: PublishedRow) -> PublishedResult:
+    """Predict one row (see the module doc).
+
+    Raises:
+        ValueError: a scenario the perf model rejects, or a `batch: max` row whose smallest
+            batch does not fit the device.
+    """
+    hw = load_hardware(row.device)
+    if row.kind == "kernel":
+        t = op_time(kernel_op(row), hw)
+        return PublishedResult(row=row, predicted=t.time_s, band=efficiency_for(hw).band)
+    spec = load_model_spec(row.model or "")
+    if row.batch is None:
+        pred = _largest_fitting(row, lambda b: predict(spec, hw, scenario_for(row, b)))
+    else:
+        pred = predict(spec, hw, scenario_for(row))
+    return PublishedResult(
+        row=row, predicted=_metric(pred, row.metric), band=pred.band, batch=pred.scenario.batch
+    )
+
+
+def _largest_fitting(row: PublishedRow, run: Callable[[int], Prediction]) -> Prediction:
+    """The prediction at the largest multiple of `dp` up to `max_batch` whose memory fits."""
+    step = row.dp
+    lo, hi = 1, max(1, (row.max_batch or step) // step)  # in units of `dp` sequences
+    best = run(lo * step)
+    if not best.fits:
+        raise ValueError(f"row {row.id!r}: even batch {step} does not fit {row.device}")
+    top = run(hi * step)
+    if top.fits:
+        return top
+    while hi - lo > 1:  # invariant: lo fits, hi does not
+        mid = (lo + hi) // 2
+        p = run(mid * step)
+        lo, hi, best = (mid, hi, p) if p.fits else (lo, mid, best)
+    return best
+
+
+def _metric(p: Prediction, metric: str) -> float:
+    match metric:
+        case "output_tokens_per_s":
+            return p.output_tokens_per_s
+        case "output_tokens_per_s_per_device":
+            return p.output_tokens_per_s / p.num_devices
+        case "throughput_tokens_per_s":
+            return p.throughput_tokens_per_s
+        case "ttft_s":
+            return p.ttft_s
+        case "tpot_s":
+            return p.tpot_s
+        case "e2e_latency_s":
+            return p.e2e_latency_s
+        case _:
+            raise ValueError(f"metric {metric!r} is not an end-to-end metric")
+
+
+# --- summarising -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SliceSummary:
+    """Errors of the rows of one slice (`median_error`, `p90_error` as fractions)."""
+
+    slice: str
+    key: str
+    rows: int
+    median_error: float
+    p90_error: float
+    optimistic: int
+    in_band: int
+
+    @property
+    def optimistic_share(self) -> float:
+        """Share of rows where the prediction is optimistic."""
+        return self.optimistic / self.rows
+
+    @property
+    def band_coverage(self) -> float:
+        """Share of rows whose measured value lies inside the band."""
+        return self.in_band / self.rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "slice": self.slice,
+            "key": self.key,
+            "rows": self.rows,
+            "median_error": self.median_error,
+            "p90_error": self.p90_error,
+            "optimistic": self.optimistic,
+            "optimistic_share": self.optimistic_share,
+            "band_coverage": self.band_coverage,
+        }
+
+
+SLICES: Mapping[str, Callable[[PublishedResult], str]] = {
+    "all": lambda r: "all",
+    "split": lambda r: r.row.split,
+    "kind": lambda r: r.row.kind,
+    "device": lambda r: r.row.device,
+    "engine": lambda r: r.row.engine,
+    "precision": lambda r: r.row.precision,
+}
+"""Slice name -> the key a result falls under."""
+
+
+def summarize_published(results: Iterable[PublishedResult]) -> tuple[SliceSummary, ...]:
+    """Median and p90 abs. error (numpy's linear percentile), optimistic count and band
+    coverage, for every key of every slice in `SLICES` (keys sorted within a slice)."""
+    results = list(results)
+    out = []
+    for name, key_of in SLICES.items():
+        groups: dict[str, list[PublishedResult]] = {}
+        for r in results:
+            groups.setdefault(key_of(r), []).append(r)
+        for key in sorted(groups):
+            out.append(_summary(name, key, groups[key]))
+    return tuple(out)
+
+
+def _summary(name: str, key: str, group: list[PublishedResult]) -> SliceSummary:
+    errors = np.array([r.error for r in group], dtype=np.float64)
+    return SliceSummary(
+        slice=name,
+        key=key,
+        rows=len(group),
+        median_error=float(np.median(errors)),
+        p90_error=float(np.percentile(errors, 90)),
+        optimistic=sum(r.optimistic for r in group),
+        in_band=sum(r.in_band for r in group),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublishedReport:
+    """Every row of the chosen split against its prediction, and the summaries by slice."""
+
+    split: str
+    results: tuple[PublishedResult, ...]
+    summaries: tuple[SliceSummary, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON-ready document."""
+        return {
+            "split": self.split,
+            "rows": [_result_dict(r) for r in self.results],
+            "summary": [s.to_dict() for s in self.summaries],
+        }
+
+
+def _result_dict(r: PublishedResult) -> dict[str, Any]:
+    row = r.row
+    return {
+        "id": row.id,
+        "split": row.split,
+        "kind": row.kind,
+        "model": row.model,
+        "device": row.device,
+        "engine": row.engine,
+        "precision": row.precision,
+        "metric": row.metric,
+        "measured": row.value_si,
+        "predicted": r.predicted,
+        "batch": r.batch,
+        "error": r.error,
+        "ratio": r.ratio,
+        "optimistic": r.optimistic,
+        "in_band": r.in_band,
+        "band": list(r.band),
+        "url": row.url,
+        "section": row.section,
+    }
+
+
+def validate_published(
+    split: str = "all", rows: Iterable[PublishedRow] | None = None
+) -> PublishedReport:
+    """Predict every row of `split` (`fit`, `holdout` or `all`; default rows: the shipped set)
+    and summarise the errors by slice.
+
+    Raises:
+        ValueError: an unknown split, or a row the perf model rejects (named).
+    """
+    if split not in (*SPLITS, "all"):
+        raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
+    chosen = [r for r in (load_published() if rows is None else rows) if split in ("all", r.split)]
+    results = []
+    for row in chosen:
+        try:
+            results.append(predict_row(row))
+        except ValueError as err:
+            raise ValueError(f"{row.file}: row {row.id!r}: {err}") from None
+    finite = [r for r in results if math.isfinite(r.predicted) and r.predicted > 0]
+    if len(finite) != len(results):
+        bad = sorted({r.row.id for r in results} - {r.row.id for r in finite})
+        raise ValueError(f"non-positive or non-finite predictions for rows {bad}")
+    return PublishedReport(
+        split=split, results=tuple(results), summaries=summarize_published(results)
+    )
+
+
+# --- printing --------------------------------------------------------------------------------
+
+
+def print_published(report: PublishedReport) -> None:
+    """Print the per-row errors and the summaries by slice as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    rows = Table(title=f"published measurements vs quarch ({report.split} rows)")
+    for col in ("row", "split", "metric", "measured", "predicted", "meas/pred", "|error|", "band"):
+        rows.add_column(col, justify="left" if col in ("row", "split", "metric") else "right")
+    for r in report.results:
+        rows.add_row(
+            r.row.id,
+            r.row.split,
+            r.row.metric,
+            _value(r.row.value_si, r.row.is_time),
+            _value(r.predicted, r.row.is_time),
+            f"{r.ratio:.2f}",
+            f"{r.error:.0%}",
+            "in" if r.in_band else "out",
+        )
+    console.print(rows)
+    summary = Table(title="abs. error by slice (optimistic: the prediction promises more)")
+    for col in ("slice", "key", "rows", "median", "p90", "optimistic", "in band"):
+        summary.add_column(col, justify="left" if col in ("slice", "key") else "right")
+    for s in report.summaries:
+        summary.add_row(
+            s.slice,
+            s.key,
+            str(s.rows),
+            f"{s.median_error:.1%}",
+            f"{s.p90_error:.1%}",
+            f"{s.optimistic}/{s.rows}",
+            f"{s.band_coverage:.0%}",
+        )
+    console.print(summary)
+
+
+def _value(x: float, is_time: bool) -> str:
+    if not is_time:
+        return f"{x:,.0f} tok/s"
+    if x >= 1.0:
+        return f"{x:.3g} s"
+    if x >= 1e-3:
+        return f"{x * 1e3:.3g} ms"
+    return f"{x * 1e6:.3g} us"
