@@ -11,17 +11,18 @@ After merging, a row has:
 - `weight_format`, `act_format` and, for `e2e`, `kv_format`: quarch format strings.
 - `e2e` rows: `model` (a catalog model), `prompt_len`, `output_len`, optional `tp`, `pp`, `ep`,
   `dp` (default 1), and `batch`: an integer, or `max` for offline maximum-throughput runs whose
-  source gives no batch (then `max_batch`, the engine's cap, is required).
+  source gives no batch (with `max_batch`, the engine's batch cap, where the source states one).
 - `kernel` rows: `op: matmul` and its `m`, `n`, `k`.
 - `metric`, `value`, `unit` (see `METRICS` and `UNITS`), `section` (the table, figure or
   section of the source the value was copied from), and optional `published_model`, `notes`.
 
 **Prediction.** An `e2e` row becomes a `Scenario` priced by `predict`. A `batch: max` row is
 predicted at the largest batch whose memory fits the device (`Prediction.fits`), capped at
-`max_batch`: the engine admits sequences until its KV cache is full, and quarch's static batch
-is the nearest thing it models. A `kernel` row is built as one matmul `Op` (the same FLOPs and
-bytes `quarch.perf` gives a weight GEMM) and priced with `op_time`; its time includes the
-per-kernel overhead, as a timed kernel does.
+`max_batch` when given: the engine admits sequences until its KV cache is full, and quarch's
+static batch (the whole batch prefilled, then decoded together) is the nearest thing it
+models. A `kernel` row is built as one matmul `Op` (the same FLOPs and bytes `quarch.perf`
+gives a weight GEMM) and priced with `op_time`; its time includes the per-kernel overhead, as
+a timed kernel does.
 
 **Split.** `split_for(id)`: the row is `holdout` when the first 8 hex digits of the SHA-256 of
 its id are 0 modulo 3, else `fit`. Fixed once; it never looks at errors.
@@ -258,8 +259,6 @@ def _row(d: dict[str, Any], file: str) -> PublishedRow:
 
 def _batch(d: Mapping[str, Any]) -> int | None:
     if d["batch"] == "max":
-        if "max_batch" not in d:
-            raise ValueError("batch: max needs max_batch (the engine's batch cap)")
         return None
     return _positive_int(d, "batch")
 
@@ -388,16 +387,26 @@ def predict_row(row: PublishedRow) -> PublishedResult:
     )
 
 
+_BATCH_LIMIT = 1 << 20
+"""Sequences per replica past which an uncapped `batch: max` search stops (none fits that many)."""
+
+
 def _largest_fitting(row: PublishedRow, run: Callable[[int], Prediction]) -> Prediction:
-    """The prediction at the largest multiple of `dp` up to `max_batch` whose memory fits."""
+    """The prediction at the largest multiple of `dp` (up to `max_batch`) whose memory fits."""
     step = row.dp
-    lo, hi = 1, max(1, (row.max_batch or step) // step)  # in units of `dp` sequences
-    best = run(lo * step)
+    cap = max(1, row.max_batch // step) if row.max_batch else _BATCH_LIMIT  # units of dp seqs
+    lo, best = 1, run(step)
     if not best.fits:
         raise ValueError(f"row {row.id!r}: even batch {step} does not fit {row.device}")
-    top = run(hi * step)
-    if top.fits:
-        return top
+    hi = lo
+    while True:  # double until past the cap or no longer fitting
+        hi = min(hi * 2, cap)
+        p = run(hi * step)
+        if not p.fits:
+            break
+        lo, best = hi, p
+        if hi == cap:
+            return best
     while hi - lo > 1:  # invariant: lo fits, hi does not
         mid = (lo + hi) // 2
         p = run(mid * step)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -24,6 +27,7 @@ from quarch.measure import (
     summarize_published,
     validate_published,
 )
+from quarch.measure._published import _largest_fitting
 from quarch.models import load_model_spec
 from quarch.perf import OpKind, check_scenario
 
@@ -60,7 +64,7 @@ def shipped() -> tuple[PublishedRow, ...]:
 
 
 def test_every_shipped_row_loads_with_a_source(shipped: tuple[PublishedRow, ...]) -> None:
-    assert len(shipped) >= 140
+    assert len(shipped) >= 280
     assert len({r.id for r in shipped}) == len(shipped)
     for row in shipped:
         assert row.url.startswith("https://"), row.id
@@ -83,12 +87,12 @@ def test_every_shipped_e2e_row_maps_to_an_accepted_scenario(
 
 def test_shipped_rows_predict_finite_and_max_rows_fit() -> None:
     report = validate_published("all")
-    assert len(report.results) >= 140
+    assert len(report.results) >= 280
     for r in report.results:
         assert r.predicted > 0 and r.error >= 0, r.row.id
         if r.row.kind == "e2e" and r.row.batch is None:
             assert r.batch is not None and r.batch % r.row.dp == 0
-            assert r.batch <= (r.row.max_batch or 0)
+            assert r.row.max_batch is None or r.batch <= r.row.max_batch
 
 
 def test_split_is_the_documented_hash_rule_and_stable(shipped: tuple[PublishedRow, ...]) -> None:
@@ -118,7 +122,8 @@ def test_split_filters_rows() -> None:
         ({"unit": "ms", "metric": "output_tokens_per_s"}, "unit 'ms' does not fit metric"),
         ({"value": -3}, "value must be a positive number"),
         ({"batch": "many"}, "batch must be a positive integer"),
-        ({"batch": "max"}, "batch: max needs max_batch"),
+        ({"batch": 0}, "batch must be a positive integer"),
+        ({"max_batch": 2.5}, "max_batch must be a positive integer"),
         ({"weight_format": "fp9"}, "fp9"),
         ({"kind": "model"}, "kind must be one of"),
         ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
@@ -229,3 +234,19 @@ def test_cli_published_json_and_table() -> None:
     assert res.exit_code == 2 and "split must be one of" in res.output
     res = runner.invoke(app, ["validate"])
     assert res.exit_code == 2 and "--hw is required" in res.output
+
+
+def test_batch_max_is_the_largest_fitting_multiple_of_dp(tmp_path: Path) -> None:
+    (row,) = load_published([_write(tmp_path, [{**E2E, "batch": "max", "dp": 4}])])
+    assert row.batch is None
+
+    def run(limit: int) -> Any:
+        return lambda b: SimpleNamespace(fits=b <= limit, batch=b)
+
+    assert _largest_fitting(row, run(1000)).batch == 1000
+    assert _largest_fitting(row, run(1003)).batch == 1000  # a multiple of dp = 4
+    assert _largest_fitting(replace(row, max_batch=64), run(1000)).batch == 64
+    assert _largest_fitting(replace(row, max_batch=66), run(1000)).batch == 64
+    assert _largest_fitting(replace(row, max_batch=2), run(1000)).batch == 4  # at least dp
+    with pytest.raises(ValueError, match="even batch 4 does not fit h100-sxm"):
+        _largest_fitting(row, run(3))
