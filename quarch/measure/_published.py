@@ -13,8 +13,11 @@ After merging, a row has:
   `dp` (default 1), and `batch`: an integer, or `max` for offline maximum-throughput runs whose
   source gives no batch (with `max_batch`, the engine's batch cap, where the source states one).
 - `kernel` rows: `op: matmul` and its `m`, `n`, `k`.
-- `metric`, `value`, `unit` (see `METRICS` and `UNITS`), `section` (the table, figure or
-  section of the source the value was copied from), and optional `published_model`, `notes`.
+- `metric`, `value`, `unit` (see `METRICS` and `UNITS`), `url` and `section` (the table,
+  figure or section of the source the value was copied from), `date` (of publication) and/or
+  `revision` (a commit, docs version or CI build: what pins the page), and optional
+  `published_model` (the checkpoint the source ran, where the catalog spec stands in for it),
+  `notes`.
 
 **Prediction.** An `e2e` row becomes a `Scenario` priced by `predict`. A `batch: max` row is
 predicted at the largest batch whose memory fits the device (`Prediction.fits`), capped at
@@ -222,6 +225,8 @@ def _row(d: dict[str, Any], file: str) -> PublishedRow:
     if unknown:
         raise ValueError(f"unknown field(s) {unknown}; known: {sorted(_KNOWN)}")
     _check_text(d, ("id", "device", "engine", "engine_version", "section", "url"))
+    if not d.get("date") and not d.get("revision"):
+        raise ValueError("needs a date or a revision (what pins the source's version)")
     if d["device"] not in list_hardware():
         raise ValueError(f"device {d['device']!r} is not a catalog device ({list_hardware()})")
     metric, unit = d["metric"], d["unit"]

@@ -137,6 +137,14 @@ def test_a_malformed_row_is_named(tmp_path: Path, change: dict[str, object], mes
     assert "t.yaml: row 'x/1'" in str(err.value)
 
 
+def test_a_row_without_date_or_revision_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "n.yaml"
+    source = {"url": "https://example.org/table"}
+    path.write_text(yaml.safe_dump({"source": source, "defaults": {}, "rows": [E2E]}))
+    with pytest.raises(ValueError, match="row 'x/1': needs a date or a revision"):
+        load_published([path])
+
+
 def test_a_missing_field_and_a_duplicate_id_are_named(tmp_path: Path) -> None:
     row = {k: v for k, v in E2E.items() if k != "section"}
     with pytest.raises(ValueError, match=r"row 'x/1': missing field\(s\) \['section'\]"):
