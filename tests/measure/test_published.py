@@ -64,7 +64,7 @@ def shipped() -> tuple[PublishedRow, ...]:
 
 
 def test_every_shipped_row_loads_with_a_source(shipped: tuple[PublishedRow, ...]) -> None:
-    assert len(shipped) >= 300
+    assert len(shipped) >= 350
     assert len({r.id for r in shipped}) == len(shipped)
     for row in shipped:
         assert row.url.startswith("https://"), row.id
@@ -87,7 +87,7 @@ def test_every_shipped_e2e_row_maps_to_an_accepted_scenario(
 
 def test_shipped_rows_predict_finite_and_max_rows_fit() -> None:
     report = validate_published("all")
-    assert len(report.results) >= 300
+    assert len(report.results) >= 350
     for r in report.results:
         assert r.predicted > 0 and r.error >= 0, r.row.id
         if r.row.kind == "e2e" and r.row.batch is None:
