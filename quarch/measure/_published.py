@@ -483,8 +483,17 @@ SLICES: Mapping[str, Callable[[PublishedResult], str]] = {
     "device": lambda r: r.row.device,
     "engine": lambda r: r.row.engine,
     "precision": lambda r: r.row.precision,
+    "batch": lambda r: _batch_kind(r.row),
 }
-"""Slice name -> the key a result falls under."""
+"""Slice name -> the key a result falls under (`batch`: how the row's batch was set)."""
+
+
+def _batch_kind(row: PublishedRow) -> str:
+    if row.kind == "kernel":
+        return "kernel"
+    if row.batch is not None:
+        return "fixed"
+    return "max, capped" if row.max_batch else "max, memory-bound"
 
 
 def summarize_published(results: Iterable[PublishedResult]) -> tuple[SliceSummary, ...]:

@@ -227,6 +227,7 @@ def test_summary_arithmetic_on_a_hand_made_set() -> None:
     assert e2e.rows == 4 and e2e.median_error == pytest.approx(0.225)
     assert by["kind", "kernel"].median_error == pytest.approx(0.4)
     assert by["device", "h100-sxm"].rows == 5
+    assert by["batch", "fixed"].rows == 4 and by["batch", "kernel"].rows == 1
 
 
 def test_cli_published_json_and_table() -> None:
@@ -235,7 +236,7 @@ def test_cli_published_json_and_table() -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["split"] == "holdout" and doc["rows"]
-    assert {"all", "split", "kind", "device", "engine", "precision"} <= {
+    assert {"all", "split", "kind", "device", "engine", "precision", "batch"} <= {
         s["slice"] for s in doc["summary"]
     }
     res = runner.invoke(app, ["validate", "--published", "--split", "nope"])
