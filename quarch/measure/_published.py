@@ -601,13 +601,13 @@ def print_published(report: PublishedReport) -> None:
 
     console = Console()
     rows = Table(title=f"published measurements vs quarch ({report.split} rows)")
-    for col in ("row", "split", "metric", "measured", "predicted", "meas/pred", "|error|", "band"):
-        rows.add_column(col, justify="left" if col in ("row", "split", "metric") else "right")
+    rows.add_column("row", overflow="fold", ratio=1)
+    for col in ("metric", "measured", "predicted", "meas/pred", "|err|", "band"):
+        rows.add_column(col, justify="left" if col == "metric" else "right", no_wrap=True)
     for r in report.results:
         rows.add_row(
-            r.row.id,
-            r.row.split,
-            r.row.metric,
+            r.row.id if report.split != "all" else f"{r.row.id} ({r.row.split})",
+            _SHORT[r.row.metric],
             _value(r.row.value_si, r.row.is_time),
             _value(r.predicted, r.row.is_time),
             f"{r.ratio:.2f}",
@@ -617,7 +617,8 @@ def print_published(report: PublishedReport) -> None:
     console.print(rows)
     summary = Table(title="abs. error by slice (optimistic: the prediction promises more)")
     for col in ("slice", "key", "rows", "median", "p90", "optimistic", "in band"):
-        summary.add_column(col, justify="left" if col in ("slice", "key") else "right")
+        left = col in ("slice", "key")
+        summary.add_column(col, justify="left" if left else "right", overflow="fold")
     for s in report.summaries:
         summary.add_row(
             s.slice,
@@ -631,9 +632,20 @@ def print_published(report: PublishedReport) -> None:
     console.print(summary)
 
 
+_SHORT = {
+    "output_tokens_per_s": "out tok/s",
+    "output_tokens_per_s_per_device": "out tok/s/dev",
+    "throughput_tokens_per_s": "tok/s",
+    "ttft_s": "TTFT",
+    "tpot_s": "TPOT",
+    "e2e_latency_s": "e2e",
+    "kernel_time_s": "kernel",
+}
+
+
 def _value(x: float, is_time: bool) -> str:
     if not is_time:
-        return f"{x:,.0f} tok/s"
+        return f"{x:,.0f}"
     if x >= 1.0:
         return f"{x:.3g} s"
     if x >= 1e-3:
