@@ -10,17 +10,14 @@ from quarch.measure._bench import DTYPES, Measurement, OpClass, matmul_op
 from quarch.measure._calibrate import CalibrationResult, calibrate
 from quarch.measure._fit import FitResult, apply_params, fit_device, levenberg_marquardt
 from quarch.measure._levels import Host, Level, host, memory_levels
-from quarch.measure._published import (
-    PUBLISHED_DIR,
+from quarch.measure._published import PUBLISHED_DIR, PublishedRow, load_published, split_for
+from quarch.measure._published_check import (
     PublishedReport,
     PublishedResult,
-    PublishedRow,
     SliceSummary,
     kernel_op,
-    load_published,
     predict_row,
     scenario_for,
-    split_for,
     summarize_published,
     validate_published,
 )

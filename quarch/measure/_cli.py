@@ -179,7 +179,7 @@ def validate_command(
 
 
 def _validate_published(split: str, as_json: bool) -> None:
-    from quarch.measure._published import print_published, validate_published
+    from quarch.measure._published_check import print_published, validate_published
 
     try:
         report = validate_published(split)

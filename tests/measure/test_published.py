@@ -27,7 +27,7 @@ from quarch.measure import (
     summarize_published,
     validate_published,
 )
-from quarch.measure._published import _largest_fitting
+from quarch.measure._published_check import _largest_fitting
 from quarch.models import load_model_spec
 from quarch.perf import OpKind, check_scenario
 
