@@ -129,8 +129,9 @@ def _print_calibration(result: CalibrationResult, out: Path) -> None:
 
 def validate_command(
     hw: Annotated[
-        str, typer.Option("--hw", help="Hardware YAML (from `quarch calibrate`) or catalog name")
-    ],
+        str | None,
+        typer.Option("--hw", help="Hardware YAML (from `quarch calibrate`) or catalog name"),
+    ] = None,
     quick: Annotated[bool, _QUICK] = False,
     as_json: Annotated[bool, _JSON] = False,
     device: Annotated[str, _DEVICE] = "cpu",
@@ -140,11 +141,25 @@ def validate_command(
         bool,
         typer.Option("--update", help="write the measured band into the --hw file's efficiency"),
     ] = False,
+    published: Annotated[
+        bool,
+        typer.Option("--published", help="check against the shipped public measurements"),
+    ] = False,
+    split: Annotated[
+        str, typer.Option("--split", help="with --published: holdout, fit or all")
+    ] = "all",
 ) -> None:
     """Time real ops, layers and a whole small model at shapes calibration did not use, and
-    compare with the perf model's predictions (per row, and median / p90 error per op class)."""
+    compare with the perf model's predictions (per row, and median / p90 error per op class).
+    With --published, hold the catalog devices' predictions against sourced public
+    measurements instead (no timing; --hw is not needed)."""
     from quarch.measure._validate import update_band, validate
 
+    if published:
+        _validate_published(split, as_json)
+        return
+    if hw is None:
+        raise _fail("--hw is required (or --published)")
     try:
         report = validate(
             hw, quick=quick, device=device, threads=threads, stat=stat, progress=not as_json
@@ -159,6 +174,19 @@ def validate_command(
     _print_validation(report)
     if update:
         typer.echo(f"updated efficiency.band in {hw}: {report.band()}")
+
+
+def _validate_published(split: str, as_json: bool) -> None:
+    from quarch.measure._published_check import print_published, validate_published
+
+    try:
+        report = validate_published(split)
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    print_published(report)
 
 
 def _print_validation(report: ValidationReport) -> None:
