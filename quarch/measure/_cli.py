@@ -159,7 +159,7 @@ def validate_command(
         _validate_published(split, as_json)
         return
     if hw is None:
-        raise _fail("--hw is required (or --published)")
+        raise fail("--hw is required (or --published)")
     try:
         report = validate(
             hw, quick=quick, device=device, threads=threads, stat=stat, progress=not as_json
@@ -182,7 +182,7 @@ def _validate_published(split: str, as_json: bool) -> None:
     try:
         report = validate_published(split)
     except ValueError as err:
-        raise _fail(str(err)) from None
+        raise fail(err) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
