@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ def count_weight_tensors(wf: WeightFile, *, min_dims: int = 2) -> int:
     from safetensors import safe_open
 
     with safe_open(str(wf.path), framework="pt") as f:
-        return sum(1 for k in f if len(f.get_slice(k).get_shape()) >= min_dims)
+        return len(_safetensors_names(f, min_dims))
 
 
 def _gguf_tensors(path: Path, min_dims: int) -> Iterator[tuple[str, torch.Tensor]]:
@@ -90,10 +91,20 @@ def _safetensors_tensors(path: Path, min_dims: int) -> Iterator[tuple[str, torch
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        for name in f:
-            if len(f.get_slice(name).get_shape()) < min_dims:
-                continue
-            tensor = f.get_tensor(name)
-            if not tensor.is_floating_point():
-                continue
-            yield name, tensor.to(torch.float32)
+        for name in _safetensors_names(f, min_dims):
+            yield name, f.get_tensor(name).to(torch.float32)
+
+
+# safetensors dtype codes of floating-point tensors (the format's spec, safetensors README).
+_FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
+
+def _safetensors_names(f: Any, min_dims: int) -> list[str]:
+    """Names of the floating-point tensors with at least `min_dims` dims in an open safetensors
+    file, in file order. (A `safe_open` handle is not iterable: its names come from `keys()`.)"""
+    names = []
+    for name in f.keys():  # noqa: SIM118 - safe_open has keys() but no __iter__
+        sl = f.get_slice(name)
+        if len(sl.get_shape()) >= min_dims and sl.get_dtype() in _FLOAT_DTYPES:
+            names.append(name)
+    return names
