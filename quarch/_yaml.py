@@ -33,10 +33,12 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """`repr(text)`, cut to `limit` characters (and naming its full length) when longer."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}… ({len(text)} chars)"
+    """`repr(text)`, cut to about `limit` characters (naming the full length) when longer."""
+    head = text[: limit + 2]  # never repr a whole long string just to cut it
+    quoted = repr(head)
+    if len(head) == len(text) and len(quoted) <= limit + 2:
+        return quoted
+    return f"{quoted[:limit]}… ({len(text)} chars)"
 
 
 def show(value: Any, limit: int = EXCERPT_CHARS) -> str:

@@ -67,10 +67,12 @@ class _Bad(ValueError):
 
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """`repr` of `text`, cut to `limit` characters (with its full length) when it is longer."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}… ({len(text)} chars)"
+    """`repr(text)`, cut to about `limit` characters (naming the full length) when longer."""
+    head = text[: limit + 2]  # never repr a whole long string just to cut it
+    quoted = repr(head)
+    if len(head) == len(text) and len(quoted) <= limit + 2:
+        return quoted
+    return f"{quoted[:limit]}… ({len(text)} chars)"
 
 
 def _fail(text: str, why: str) -> _Bad:
