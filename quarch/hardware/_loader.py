@@ -118,7 +118,7 @@ def _cite(ctx: _Ctx, leaf: dict[str, Any], path: str) -> None:
         raise ctx.error(f"{path}.note", f"must be a non-empty string, got {show(note)}")
     if has_source:
         sid = leaf["source"]
-        if sid not in ctx.sources:
+        if not isinstance(sid, str) or sid not in ctx.sources:
             known = ", ".join(sorted(ctx.sources)) or "(none declared)"
             raise ctx.error(f"{path}.source", f"unknown source id {show(sid)}; declared: {known}")
         text = ctx.sources[sid]

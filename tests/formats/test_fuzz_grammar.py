@@ -4,6 +4,7 @@ ValueError, and never takes long."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import torch
@@ -89,7 +90,7 @@ def _check(text: str) -> None:
 
 
 @settings(
-    max_examples=300,
+    max_examples=int(os.environ.get("QUARCH_FUZZ_EXAMPLES", "300")),  # more for a long campaign
     deadline=timedelta(milliseconds=500),
     suppress_health_check=[HealthCheck.too_slow],
 )
