@@ -65,23 +65,34 @@ def load_yaml_file(path: str | Path, *, where: str | None = None) -> Any:
         ValueError: the file is missing, too large, not UTF-8, not valid YAML or too large once
             its aliases are expanded; the message names `where`, never the file's content.
     """
+    name = where or Path(path).name
+    return load_yaml_text(read_text_file(path, where=name), where=name)
+
+
+def read_text_file(path: str | Path, *, where: str | None = None) -> str:
+    """A user's text file (YAML, JSON), at most MAX_YAML_BYTES of UTF-8; the size is checked
+    before anything is read.
+
+    Raises:
+        ValueError: missing or unreadable, too large, or not UTF-8 (naming `where`, default the
+            file name).
+    """
     p = Path(path)
     name = where or p.name
     try:
         size = p.stat().st_size
         if size > MAX_YAML_BYTES:
-            raise ValueError(f"{name}: {size} bytes; a YAML file may be at most {MAX_YAML_BYTES}")
+            raise ValueError(f"{name}: {size} bytes; a file may be at most {MAX_YAML_BYTES}")
         with p.open("rb") as f:
             raw = f.read(MAX_YAML_BYTES + 1)
     except OSError as err:
         raise ValueError(f"{name}: cannot read ({err.strerror or type(err).__name__})") from None
     if len(raw) > MAX_YAML_BYTES:  # grew since stat, or a pipe
-        raise ValueError(f"{name}: a YAML file may be at most {MAX_YAML_BYTES} bytes")
+        raise ValueError(f"{name}: a file may be at most {MAX_YAML_BYTES} bytes")
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{name}: not UTF-8 text (bad byte at offset {err.start})") from None
-    return load_yaml_text(text, where=name)
 
 
 def load_yaml_text(text: str, *, where: str = "<text>") -> Any:

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from quarch._yaml import load_yaml_file, load_yaml_text
+from quarch._yaml import load_yaml_file, load_yaml_text, read_text_file
 from quarch.models._spec import MLASpec, ModelSpec, MoESpec
 
 _DENSE_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
@@ -323,11 +323,13 @@ def load_model_spec(name_or_path: str | Path | Mapping[str, Any]) -> ModelSpec:
     if path.is_file():
         if path.suffix in (".yaml", ".yml"):
             return _from_yaml_data(load_yaml_file(path, where=str(path)), str(path))
-        text = path.read_text(encoding="utf-8")
+        text = read_text_file(path, where=str(path))
         try:
             config = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON: {err}") from err
+            raise ValueError(f"{path}: not valid JSON: {err}") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to read") from None
         return _from_yaml_data(config, str(path))
     catalog = _catalog_files()
     entry = catalog.get(str(name_or_path).lower())

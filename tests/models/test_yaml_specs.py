@@ -32,3 +32,18 @@ def test_a_broken_model_file_names_the_position_not_the_content(tmp_path: Path) 
 def test_catalog_still_reads() -> None:
     names = list_models()
     assert names and load_model_spec(names[0]).name
+
+
+def test_a_config_json_is_bounded_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from quarch import _yaml
+
+    deep = tmp_path / "config.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"config\.json: JSON nested too deeply"):
+        load_model_spec(deep)
+    monkeypatch.setattr(_yaml, "MAX_YAML_BYTES", 1000)
+    big = tmp_path / "big" / "config.json"
+    big.parent.mkdir()
+    big.write_text('{"model_type": "llama", "pad": "' + "x" * 2000 + '"}')
+    with pytest.raises(ValueError, match=r"config\.json: 2\d{3} bytes; a file may be at most 1000"):
+        load_model_spec(big.parent)
