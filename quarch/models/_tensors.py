@@ -7,6 +7,7 @@ package's reference dequantizer, so what comes out is exactly what llama.cpp wou
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,7 @@ def count_weight_tensors(wf: WeightFile, *, min_dims: int = 2) -> int:
         from gguf import GGUFReader
 
         return sum(1 for t in GGUFReader(wf.path).tensors if len(t.shape) >= min_dims)
-    from safetensors import safe_open
-
-    with safe_open(str(wf.path), framework="pt") as f:
+    with _safe_open(wf.path) as f:
         return len(_safetensors_names(f, min_dims))
 
 
@@ -78,19 +77,30 @@ def _gguf_tensors(path: Path, min_dims: int) -> Iterator[tuple[str, torch.Tensor
     for t in GGUFReader(path).tensors:
         if len(t.shape) < min_dims:
             continue
-        values = dequantize(t.data, t.tensor_type)
+        values = np.ascontiguousarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
+        if not values.flags.writeable:  # an F32 tensor is a view of the read-only file mapping
+            values = values.copy()
         # GGUF lists dims fastest-first; torch wants them slowest-first.
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        yield (
-            t.name,
-            torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(shape),
-        )
+        yield t.name, torch.from_numpy(values).reshape(shape)
+
+
+@contextmanager
+def _safe_open(path: Path) -> Iterator[Any]:
+    """`safetensors.safe_open`, its errors (a header the quick check passed but the library
+    refuses, a tensor it cannot read) turned into a one-line ValueError naming the file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            yield f
+    except SafetensorError as error:
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: unreadable safetensors file ({reason})") from None
 
 
 def _safetensors_tensors(path: Path, min_dims: int) -> Iterator[tuple[str, torch.Tensor]]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
+    with _safe_open(path) as f:
         for name in _safetensors_names(f, min_dims):
             yield name, f.get_tensor(name).to(torch.float32)
 

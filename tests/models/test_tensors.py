@@ -45,3 +45,40 @@ def test_count_matches_what_iteration_yields(weights: tuple[Path, dict[str, torc
         names = [n for n, _ in iter_weight_tensors(wf, min_dims=min_dims)]
         assert count_weight_tensors(wf, min_dims=min_dims) == len(names)
     assert [n for n, _ in iter_weight_tensors(wf, min_dims=3)] == ["conv.weight"]
+
+
+def test_gguf_tensors_are_writable_copies(tiny_gguf: tuple[Path, dict]) -> None:
+    import warnings
+
+    wf = open_weight_file(tiny_gguf[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on a tensor over a read-only array
+        tensors = dict(iter_weight_tensors(wf, min_dims=1))
+    assert len(tensors) == count_weight_tensors(wf, min_dims=1) == 21
+    for tensor in tensors.values():
+        tensor.add_(0.0)  # would write into the file's read-only mapping
+
+
+@pytest.mark.parametrize(
+    ("offsets", "why"),
+    [("[0, 1e400]", "bad data_offsets"), ("[8, 4]", "bad data_offsets"), ("[-1, 4]", "bad data")],
+)
+def test_safetensors_offsets_must_be_ordered_byte_counts(
+    tmp_path: Path, offsets: str, why: str
+) -> None:
+    header = f'{{"w": {{"dtype": "F32", "shape": [1], "data_offsets": {offsets}}}}}'.encode()
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+    with pytest.raises(ValueError, match=why):
+        open_weight_file(path)
+
+
+def test_library_errors_become_value_errors(tmp_path: Path) -> None:
+    # The quick header check passes (offsets in range) but safetensors refuses the file: its
+    # data is not fully covered by the tensors.
+    header = b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    path = tmp_path / "gap.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+    wf = open_weight_file(path)
+    with pytest.raises(ValueError, match=r"gap\.safetensors: unreadable safetensors file"):
+        list(iter_weight_tensors(wf))
