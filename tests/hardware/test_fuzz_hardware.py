@@ -135,3 +135,40 @@ def test_arbitrary_bytes_as_a_hardware_file(fuzz_dir: Path, raw: bytes) -> None:
     with pytest.raises(ValueError) as info:
         load_hardware(path)
     _check_error(info.value, path.name)
+
+
+DESIGN: dict[str, Any] = {
+    "systolic_rows": 128,
+    "systolic_cols": 256,
+    "num_arrays": 8,
+    "clock_hz": 1.5e9,
+    "sram_bytes": 128e6,
+    "sram_bytes_per_s": 50e12,
+    "memory_tech": "hbm3e",
+    "memory_stacks_or_channels": 6,
+}
+OPTIONAL = ["vector_lanes", "sram_pj_per_byte", "pj_per_flop", "tdp_w", "idle_w"]
+
+
+@FUZZ
+@given(
+    changes=st.dictionaries(
+        st.sampled_from([*DESIGN, *OPTIONAL, "format_multipliers"]),
+        st.one_of(
+            SCALARS,
+            st.integers(1, 10**400),
+            st.floats(min_value=0, allow_infinity=True),
+            st.dictionaries(st.sampled_from(["bf16", "fp8", "fp4", "fp12", "int8"]), SCALARS),
+        ),
+        max_size=4,
+    )
+)
+def test_fuzzed_accelerator_designs(changes: dict[str, Any]) -> None:
+    from quarch.hardware import accelerator
+
+    try:
+        hw = accelerator(**(DESIGN | changes))
+    except ValueError as error:
+        _check_error(error, "accelerator")
+    else:
+        assert isinstance(hw, Hardware)
