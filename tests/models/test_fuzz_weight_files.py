@@ -26,7 +26,7 @@ GOOD = save(
 HEADER_END = 8 + int.from_bytes(GOOD[:8], "little")
 FUZZ = settings(
     max_examples=int(os.environ.get("QUARCH_FUZZ_EXAMPLES", "200")),  # more for a long campaign
-    deadline=timedelta(milliseconds=500),
+    deadline=timedelta(seconds=2),  # generous for a loaded machine; the bugs took minutes
     suppress_health_check=[HealthCheck.too_slow],
 )
 _names = itertools.count()
@@ -74,6 +74,7 @@ def test_damaged_safetensors_files(
         assert all(t.dtype == torch.float32 for _, t in tensors)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # garbage scales
 @FUZZ
 @given(edits=EDITS, near_start=st.booleans())
 def test_damaged_gguf_files(
