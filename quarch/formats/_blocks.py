@@ -4,6 +4,11 @@
 channels run along `scaling.axis`; 2-D blocks over the last two dims. A dimension that the block
 does not divide is zero-padded; padding never changes a block's maximum, and rules that average
 (`mean`) divide by the real element count that `block_counts` returns.
+
+A block never pads past the tensor it scales: a group (or a 2-D block side) longer than its
+dimension is cut to that dimension (`block_extent`), so `int8_g40000000` scales each row of a
+64x256 tensor as one block instead of padding every row to 40 million elements. The format's
+nominal `bits_per_element` is unchanged; `storage_bits(shape)` counts the blocks really stored.
 """
 
 from __future__ import annotations
@@ -24,6 +29,23 @@ def _check_axis(scaling: Scaling, ndim: int) -> int:
     return scaling.axis % ndim
 
 
+def block_extent(block: int, dim: int) -> int:
+    """The length a block really spans along a dimension of size `dim`: `block`, cut to `dim`
+    (at least 1, so an empty dimension still has a well-formed, empty grid)."""
+    return max(1, min(block, dim))
+
+
+def _group(scaling: Scaling, n: int) -> int:
+    """Elements per block along the scaled axis of length n: the group size, or the whole axis
+    for channel scaling."""
+    return block_extent(scaling.block[0] if scaling.kind is ScalingKind.GROUP else n, n)
+
+
+def _block2d(scaling: Scaling, rows: int, cols: int) -> tuple[int, int]:
+    r, c = scaling.block
+    return block_extent(r, rows), block_extent(c, cols)
+
+
 def grid_shape(scaling: Scaling, shape: tuple[int, ...]) -> tuple[int, ...]:
     """Shape of the scale tensor for a tensor of `shape`."""
     match scaling.kind:
@@ -35,13 +57,13 @@ def grid_shape(scaling: Scaling, shape: tuple[int, ...]) -> tuple[int, ...]:
             if not shape:
                 return (1,)
             ax = _check_axis(scaling, len(shape))
-            k = scaling.block[0] if scaling.kind is ScalingKind.GROUP else max(shape[ax], 1)
+            k = _group(scaling, shape[ax])
             rest = tuple(s for i, s in enumerate(shape) if i != ax)
             return (*rest, math.ceil(shape[ax] / k))
         case ScalingKind.BLOCK2D:
             if len(shape) < 2:
                 raise ValueError(f"2-D block scaling needs a tensor of ≥ 2 dims, got {shape}")
-            r, c = scaling.block
+            r, c = _block2d(scaling, shape[-2], shape[-1])
             return (*shape[:-2], math.ceil(shape[-2] / r), math.ceil(shape[-1] / c))
 
 
@@ -64,14 +86,14 @@ def to_blocks(scaling: Scaling, x: torch.Tensor) -> torch.Tensor:
             ax = _check_axis(scaling, x.dim())
             xt = x.movedim(ax, -1)
             n = xt.shape[-1]
-            k = scaling.block[0] if scaling.kind is ScalingKind.GROUP else max(n, 1)
+            k = _group(scaling, n)
             pad = (-n) % k
             if pad:
                 xt = F.pad(xt, (0, pad))
             return xt.reshape(*xt.shape[:-1], xt.shape[-1] // k, k)
         case ScalingKind.BLOCK2D:
-            r, c = scaling.block
             rows, cols = x.shape[-2], x.shape[-1]
+            r, c = _block2d(scaling, rows, cols)
             pr, pc = (-rows) % r, (-cols) % c
             if pr or pc:
                 x = F.pad(x, (0, pc, 0, pr))
@@ -94,7 +116,7 @@ def from_blocks(scaling: Scaling, yb: torch.Tensor, shape: tuple[int, ...]) -> t
             flat = yb.reshape(*yb.shape[:-2], -1)[..., : shape[ax]]
             return flat.movedim(-1, ax).reshape(shape)
         case ScalingKind.BLOCK2D:
-            r, c = scaling.block
+            r, c = _block2d(scaling, shape[-2], shape[-1])
             lead = yb.shape[:-3]
             gr, gc = yb.shape[-3], yb.shape[-2]
             y = yb.reshape(*lead, gr, gc, r, c).transpose(-3, -2).reshape(*lead, gr * r, gc * c)

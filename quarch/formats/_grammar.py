@@ -40,12 +40,53 @@ _MINIFLOAT = re.compile(r"e(\d+)m(\d+)(fn|fnuz|fin)?")
 _SPECIALS = {None: Specials.IEEE, "fn": Specials.FN, "fnuz": Specials.FNUZ, "fin": Specials.FINITE}
 
 
+# Bounds on every number a format string can carry, checked on the digits before any arithmetic
+# (an exponent width of ten digits once built 2**9999999999 before it was refused). The widths
+# are those the float32 emulation can represent; the rest keep shapes, seeds and tables within
+# what torch accepts (int64 seeds, int32-sized dims, an 8-bit codebook index).
+FIELD_LIMITS: dict[str, tuple[int, int]] = {
+    "exponent width": (1, 8),  # float32 has 8 exponent bits
+    "mantissa width": (0, 23),  # ... and 23 mantissa bits
+    "integer bits": (2, 16),
+    "power-of-two bits": (2, 8),
+    "exponent bias": (-1024, 1024),  # any bias inside float32 lies well within this
+    "group size": (1, 2**31 - 1),
+    "2-D block size": (1, 2**31 - 1),
+    "axis": (-64, 63),  # torch tensors have at most 64 dims
+    "random bits": (1, 24),  # a float32 significand has 24 bits
+    "seed": (0, 2**32 - 1),
+}
+MAX_FORMAT_CHARS = 4096
+MAX_CODEBOOK_VALUES = 256  # an 8-bit index
+_MAX_DIGITS = 12  # more digits than any limit above: refused before int() runs
+EXCERPT_CHARS = 40
+
+
 class _Bad(ValueError):
     pass
 
 
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """`repr(text)`, cut to about `limit` characters (naming the full length) when longer."""
+    head = text[: limit + 2]  # never repr a whole long string just to cut it
+    quoted = repr(head)
+    if len(head) == len(text) and len(quoted) <= limit + 2:
+        return quoted
+    return f"{quoted[:limit]}… ({len(text)} chars)"
+
+
 def _fail(text: str, why: str) -> _Bad:
-    return _Bad(f"invalid format string {text!r}: {why}; {GRAMMAR_HELP}")
+    return _Bad(f"invalid format string {excerpt(text)}: {why}; {GRAMMAR_HELP}")
+
+
+def _field(text: str, tok: str, name: str, digits: str) -> int:
+    """The integer `digits` of token `tok`, refused unless within FIELD_LIMITS[name]."""
+    lo, hi = FIELD_LIMITS[name]
+    value = int(digits) if len(digits.lstrip("-")) <= _MAX_DIGITS else None
+    if value is None or not lo <= value <= hi:
+        got = digits if len(digits) <= EXCERPT_CHARS else excerpt(digits)
+        raise _fail(text, f"{excerpt(tok)}: {name} must be in {lo}..{hi}, got {got}")
+    return value
 
 
 def minifloat(e: int, m: int, specials: Specials = Specials.IEEE, **kw: Any) -> Minifloat:
@@ -66,29 +107,38 @@ def _check_minifloat(text: str, mf: Minifloat) -> None:
 
 def _parse_element(text: str, tok: str) -> Element:
     if m := _MINIFLOAT.fullmatch(tok):
-        mf = minifloat(int(m[1]), int(m[2]), _SPECIALS[m[3]])
+        e = _field(text, tok, "exponent width", m[1])
+        mf = minifloat(e, _field(text, tok, "mantissa width", m[2]), _SPECIALS[m[3]])
         _check_minifloat(text, mf)
         return mf
     if m := re.fullmatch(r"(int|pot|bfp)(\d+)", tok):
-        k = int(m[2])
         if m[1] == "pot":
-            if not 2 <= k <= 8:
-                raise _fail(text, f"pot{k}: K must be in 2..8")
-            return PowerOfTwo(bits=k)
-        if not 2 <= k <= 16:
-            raise _fail(text, f"{m[1]}{k}: K must be in 2..16")
-        return IntElement(bits=k)
+            return PowerOfTwo(bits=_field(text, tok, "power-of-two bits", m[2]))
+        return IntElement(bits=_field(text, tok, "integer bits", m[2]))
     if tok == "ternary":
         return TERNARY
     if tok == "nf4":
         return NF4
     if m := re.fullmatch(r"cb\[(.*)\]", tok):
+        return _parse_codebook(text, tok, m[1])
+    raise _fail(text, f"unknown element {excerpt(tok)}")
+
+
+def _parse_codebook(text: str, tok: str, body: str) -> Codebook:
+    raw = [v for v in body.split(",") if v.strip()]
+    if len(raw) > MAX_CODEBOOK_VALUES:
+        raise _fail(text, f"a codebook takes at most {MAX_CODEBOOK_VALUES} values, got {len(raw)}")
+    vals = []
+    for v in raw:
         try:
-            vals = tuple(float(v) for v in m[1].split(",") if v.strip())
-            return codebook_from_values(vals)
-        except ValueError as e:
-            raise _fail(text, f"bad codebook {tok!r}: {e}") from None
-    raise _fail(text, f"unknown element {tok!r}")
+            vals.append(float(v))
+        except ValueError:
+            why = f"bad codebook {excerpt(tok)}: {excerpt(v.strip())} is not a number"
+            raise _fail(text, why) from None
+    try:
+        return codebook_from_values(tuple(vals))
+    except ValueError as e:
+        raise _fail(text, f"bad codebook {excerpt(tok)}: {e}") from None
 
 
 def _parse_scale_format(text: str, tok: str) -> ScaleFormat:
@@ -106,7 +156,7 @@ def _parse_scale_format(text: str, tok: str) -> ScaleFormat:
         el = _parse_element(text, tok)
         assert isinstance(el, Minifloat)
         return el
-    raise _fail(text, f"unknown scale format {tok!r} (in token 's{tok}')")
+    raise _fail(text, f"unknown scale format {excerpt(tok)} (in token {excerpt('s' + tok)})")
 
 
 def default_scaling_kind(el: Element) -> tuple[ScalingKind, tuple[int, ...]]:
@@ -150,42 +200,40 @@ def _parse_modifier(text: str, tok: str, mods: dict[str, Any]) -> None:
     if tok in _SIMPLE:
         key_val = _SIMPLE[tok]
     elif m := re.fullmatch(r"g(-?\d+)", tok):
-        if int(m[1]) <= 0:
-            raise _fail(text, f"group size must be ≥ 1, got {m[1]}")
-        mods["block"] = (int(m[1]),)
+        mods["block"] = (_field(text, tok, "group size", m[1]),)
         key_val = ("kind", ScalingKind.GROUP)
     elif m := re.fullmatch(r"b(-?\d+)x(-?\d+)", tok):
-        if int(m[1]) <= 0 or int(m[2]) <= 0:
-            raise _fail(text, f"2-D block sizes must be ≥ 1, got {tok[1:]}")
-        mods["block"] = (int(m[1]), int(m[2]))
+        rc = (_field(text, tok, "2-D block size", m[1]), _field(text, tok, "2-D block size", m[2]))
+        mods["block"] = rc
         key_val = ("kind", ScalingKind.BLOCK2D)
     elif m := re.fullmatch(r"a(-?\d+)", tok):
-        key_val = ("axis", int(m[1]))
+        key_val = ("axis", _field(text, tok, "axis", m[1]))
     elif m := re.fullmatch(r"bias(-?\d+)", tok):
-        key_val = ("bias", int(m[1]))
+        key_val = ("bias", _field(text, tok, "exponent bias", m[1]))
     elif m := re.fullmatch(r"sr(\d+)", tok):
-        if not 1 <= int(m[1]) <= 24:
-            raise _fail(text, f"stochastic rounding takes 1..24 random bits, got {m[1]}")
-        mods["sr_bits"] = int(m[1])
+        mods["sr_bits"] = _field(text, tok, "random bits", m[1])
         key_val = ("mode", RoundMode.SR)
     elif m := re.fullmatch(r"seed(\d+)", tok):
-        key_val = ("seed", int(m[1]))
+        key_val = ("seed", _field(text, tok, "seed", m[1]))
     elif tok.startswith("s") and len(tok) > 1:
         key_val = ("sf", _parse_scale_format(text, tok[1:]))
     else:
-        raise _fail(text, f"unknown modifier {tok!r}")
+        raise _fail(text, f"unknown modifier {excerpt(tok)}")
     key, val = key_val
     if tok[0] in "gb" and "block" in mods and "kind" in mods:
-        raise _fail(text, f"conflicting scaling modifiers {mods['tokens']['kind']!r} and {tok!r}")
+        first = excerpt(mods["tokens"]["kind"])
+        raise _fail(text, f"conflicting scaling modifiers {first} and {excerpt(tok)}")
     mods.setdefault("tokens", {})[key] = tok
     if key in mods and mods[key] != val:
-        raise _fail(text, f"conflicting modifiers for {key}: {mods[key]} and {tok!r}")
+        raise _fail(text, f"conflicting modifiers for {key}: {mods[key]} and {excerpt(tok)}")
     mods[key] = val
 
 
 def parse_format(text: str) -> Format:
     if not isinstance(text, str):
         raise TypeError(f"a format string must be str, got {type(text).__name__}")
+    if len(text) > MAX_FORMAT_CHARS:
+        raise _fail(text, f"longer than {MAX_FORMAT_CHARS} characters ({len(text)})")
     s = text.strip().lower()
     if not s:
         raise _fail(text, "empty string")

@@ -15,8 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from quarch._yaml import excerpt, load_yaml_file, show
 from quarch.hardware._spec import (
     EFFICIENCY_FIELDS,
     MATRIX_FORMATS,
@@ -54,6 +53,7 @@ _TOP_REQUIRED = (
     "power",
 )
 _TOP_OPTIONAL = ("interconnect", "price_per_hour_usd", "efficiency")
+_MEMORY_TECH_KEYS = ("name", "sources", "technologies")
 _LEAF_KEYS = ("value", "source", "estimate", "note")
 
 
@@ -71,7 +71,7 @@ class _Ctx:
 
 def _mapping(ctx: _Ctx, node: Any, path: str) -> dict[str, Any]:
     if not isinstance(node, dict):
-        raise ctx.error(path, f"must be a mapping, got {type(node).__name__} {node!r}")
+        raise ctx.error(path, f"must be a mapping, got {type(node).__name__} {show(node)}")
     return node
 
 
@@ -86,7 +86,7 @@ def _keys(
     for key in node:
         if key not in required and key not in optional:
             raise ctx.error(
-                f"{prefix}{key}",
+                f"{prefix}{_key_text(key)}",
                 f"unknown key; valid keys here: {', '.join((*required, *optional))}",
             )
     for key in required:
@@ -94,11 +94,17 @@ def _keys(
             raise ctx.error(f"{prefix}{key}", "missing required field")
 
 
+def _key_text(key: Any) -> str:
+    """A mapping key as it appears in a field path, cut short (keys come from the user's file)."""
+    text = str(key)
+    return text if len(text) <= 40 else f"{text[:40]}…"
+
+
 def _string(ctx: _Ctx, node: dict[str, Any], key: str, path: str) -> str:
     value = node[key]
     where = f"{path}.{key}" if path else key
     if not isinstance(value, str) or not value.strip():
-        raise ctx.error(where, f"must be a non-empty string, got {value!r}")
+        raise ctx.error(where, f"must be a non-empty string, got {show(value)}")
     return value
 
 
@@ -109,17 +115,17 @@ def _cite(ctx: _Ctx, leaf: dict[str, Any], path: str) -> None:
         raise ctx.error(path, "needs exactly one of `source` (an id in `sources`) or `estimate`")
     note = leaf.get("note")
     if note is not None and (not isinstance(note, str) or not note.strip()):
-        raise ctx.error(f"{path}.note", f"must be a non-empty string, got {note!r}")
+        raise ctx.error(f"{path}.note", f"must be a non-empty string, got {show(note)}")
     if has_source:
         sid = leaf["source"]
-        if sid not in ctx.sources:
+        if not isinstance(sid, str) or sid not in ctx.sources:
             known = ", ".join(sorted(ctx.sources)) or "(none declared)"
-            raise ctx.error(f"{path}.source", f"unknown source id {sid!r}; declared: {known}")
+            raise ctx.error(f"{path}.source", f"unknown source id {show(sid)}; declared: {known}")
         text = ctx.sources[sid]
     else:
         est = leaf["estimate"]
         if not isinstance(est, str) or not est.strip():
-            raise ctx.error(f"{path}.estimate", f"must say how it was derived, got {est!r}")
+            raise ctx.error(f"{path}.estimate", f"must say how it was derived, got {show(est)}")
         text = f"estimate: {est}"
     ctx.cited[path] = f"{text} ({note})" if note else text
 
@@ -142,15 +148,15 @@ def _check_number(
         hint = ""
         if "e" in value.lower():
             hint = " (YAML 1.1 reads `80.0e9` as a string: write the exponent's sign, `80.0e+9`)"
-        raise ctx.error(path, f"must be a number, got the string {value!r}{hint}")
+        raise ctx.error(path, f"must be a number, got the string {show(value)}{hint}")
     if not _number(value) or not math.isfinite(value):
-        raise ctx.error(path, f"must be a finite number, got {value!r}")
+        raise ctx.error(path, f"must be a finite number, got {show(value)}")
     if lo_open and value <= lo:
-        raise ctx.error(path, f"must be > {lo:g}, got {value!r}")
+        raise ctx.error(path, f"must be > {lo:g}, got {show(value)}")
     if not lo_open and value < lo:
-        raise ctx.error(path, f"must be >= {lo:g}, got {value!r}")
+        raise ctx.error(path, f"must be >= {lo:g}, got {show(value)}")
     if value > hi:
-        raise ctx.error(path, f"must be <= {hi:g}{why}, got {value!r}")
+        raise ctx.error(path, f"must be <= {hi:g}{why}, got {show(value)}")
     return float(value)
 
 
@@ -165,7 +171,7 @@ def _num(
 def _int(ctx: _Ctx, node: Any, path: str, hi: float) -> int:
     value = _num(ctx, node, path, hi, lo=1.0, lo_open=False)
     if value != int(value):
-        raise ctx.error(path, f"must be a whole number, got {value!r}")
+        raise ctx.error(path, f"must be a whole number, got {show(value)}")
     return int(value)
 
 
@@ -178,7 +184,7 @@ def _sources(ctx: _Ctx, node: Any) -> dict[str, str]:
         _keys(ctx, src, path, ("title", "url"))
         title, url = _string(ctx, src, "title", path), _string(ctx, src, "url", path)
         if not url.startswith(("https://", "http://")):
-            raise ctx.error(f"{path}.url", f"must be an http(s) URL, got {url!r}")
+            raise ctx.error(f"{path}.url", f"must be an http(s) URL, got {show(url)}")
         out[str(sid)] = f"{title} <{url}>"
     return out
 
@@ -188,7 +194,7 @@ def _enum(ctx: _Ctx, value: Any, path: str, enum: type[DeviceClass] | type[Topol
         return enum(value)
     except ValueError:
         valid = ", ".join(e.value for e in enum)
-        raise ctx.error(path, f"unknown value {value!r}; valid: {valid}") from None
+        raise ctx.error(path, f"unknown value {show(value)}; valid: {valid}") from None
 
 
 def _matrix(ctx: _Ctx, node: Any) -> dict[str, float]:
@@ -204,7 +210,7 @@ def _matrix(ctx: _Ctx, node: Any) -> dict[str, float]:
 
 def _memory(ctx: _Ctx, node: Any) -> tuple[MemoryLevel, ...]:
     if not isinstance(node, list) or not node:
-        raise ctx.error("memory", f"must be a non-empty list of levels, got {node!r}")
+        raise ctx.error("memory", f"must be a non-empty list of levels, got {show(node)}")
     levels = []
     for i, raw in enumerate(node):
         path = f"memory[{i}]"
@@ -254,6 +260,19 @@ def is_catalog_name(name: str) -> bool:
     return bool(name) and name == name.lower() and not any(c.isspace() for c in name)
 
 
+def _described(where: str, doc: Any, required: tuple[str, ...], what: str) -> dict[str, Any]:
+    """The top-level mapping of a file that is recognisably `what` (it has at least one of the
+    `required` keys). Anything else is refused by its type alone: a file named by mistake (a
+    key file, a .env) is never echoed into the message."""
+    if not isinstance(doc, dict) or not any(key in doc for key in required):
+        kind = "a mapping without any of its keys" if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(
+            f"{where}: not {what} (expected a YAML mapping with keys {', '.join(required)}; "
+            f"got {kind})"
+        )
+    return doc
+
+
 def hardware_from_dict(doc: Any, where: str = "<dict>") -> Hardware:
     """Validate a parsed Hardware document and build the `Hardware`.
 
@@ -265,12 +284,12 @@ def hardware_from_dict(doc: Any, where: str = "<dict>") -> Hardware:
         ValueError: naming `where` and the offending field path.
     """
     ctx = _Ctx(file=where, sources={})
-    top = _mapping(ctx, doc, "(top level)")
+    top = _described(where, doc, _TOP_REQUIRED, "a Hardware description")
     _keys(ctx, top, "", _TOP_REQUIRED, _TOP_OPTIONAL)
     ctx.sources = _sources(ctx, top["sources"])
     name = _string(ctx, top, "name", "")
     if not is_catalog_name(name):
-        raise ctx.error("name", f"must be lowercase with no spaces, got {name!r}")
+        raise ctx.error("name", f"must be lowercase with no spaces, got {show(name)}")
     clock_lo, clock_hi = CLOCK_RANGE_HZ
     tdp, idle = _power(ctx, top["power"])
     price = top.get("price_per_hour_usd")
@@ -312,22 +331,22 @@ def _fractions(ctx: _Ctx, value: Any, path: str) -> tuple[float, ...]:
 
 def _pair(ctx: _Ctx, value: Any, path: str) -> tuple[int, int]:
     if not isinstance(value, list) or len(value) != 2:
-        raise ctx.error(path, f"must be a pair [rows, cols], got {value!r}")
+        raise ctx.error(path, f"must be a pair [rows, cols], got {show(value)}")
     a, b = (_check_number(ctx, v, f"{path}[{i}]", 1, 65536, False) for i, v in enumerate(value))
     if a != int(a) or b != int(b):
-        raise ctx.error(path, f"must be whole numbers, got {value!r}")
+        raise ctx.error(path, f"must be whole numbers, got {show(value)}")
     return int(a), int(b)
 
 
 def _tiles(ctx: _Ctx, value: Any, path: str) -> tuple[tuple[int, int], ...]:
     if not isinstance(value, list):
-        raise ctx.error(path, f"must be a list of [rows, cols] pairs, got {value!r}")
+        raise ctx.error(path, f"must be a list of [rows, cols] pairs, got {show(value)}")
     return tuple(_pair(ctx, v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
 def _band(ctx: _Ctx, value: Any, path: str) -> tuple[float, float]:
     if not isinstance(value, list) or len(value) != 2:
-        raise ctx.error(path, f"must be a pair [low, high], got {value!r}")
+        raise ctx.error(path, f"must be a pair [low, high], got {show(value)}")
     low = _check_number(ctx, value[0], f"{path}[0]", 0.0, 1.0, lo_open=True)
     high = _check_number(ctx, value[1], f"{path}[1]", 1.0, 100.0, lo_open=False)
     return low, high
@@ -335,7 +354,7 @@ def _band(ctx: _Ctx, value: Any, path: str) -> tuple[float, float]:
 
 def _flag(ctx: _Ctx, value: Any, path: str) -> bool:
     if not isinstance(value, bool):
-        raise ctx.error(path, f"must be true or false, got {value!r}")
+        raise ctx.error(path, f"must be true or false, got {show(value)}")
     return value
 
 
@@ -380,12 +399,12 @@ def _resolve(name_or_path: str | Path) -> Path:
     if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ValueError(f"no Hardware file at {str(path)!r}")
+            raise ValueError(f"no Hardware file at {excerpt(str(path), 200)}")
         return path
     path = CATALOG_DIR / f"{text.lower()}.yaml"
     if text.lower() == MEMORY_TECH_FILE or not path.is_file():
         raise ValueError(
-            f"unknown hardware {text!r}; catalog devices: {', '.join(list_hardware())} "
+            f"unknown hardware {excerpt(text)}; catalog devices: {', '.join(list_hardware())} "
             "(or give a path to a .yaml file)"
         )
     return path
@@ -393,12 +412,7 @@ def _resolve(name_or_path: str | Path) -> Path:
 
 @lru_cache(maxsize=128)
 def _load_file(path: str, mtime_ns: int) -> Hardware:
-    with open(path, encoding="utf-8") as f:
-        try:
-            doc = yaml.safe_load(f)
-        except yaml.YAMLError as err:
-            raise ValueError(f"{Path(path).name}: not valid YAML: {err}") from err
-    return hardware_from_dict(doc, where=Path(path).name)
+    return hardware_from_dict(load_yaml_file(path), where=Path(path).name)
 
 
 def load_hardware(name_or_path: str | Path) -> Hardware:
@@ -429,14 +443,9 @@ def load_memory_tech(path: str | Path | None = None) -> dict[str, dict[str, Any]
 
 @lru_cache(maxsize=8)
 def _load_memory_tech(path: str, mtime_ns: int) -> dict[str, dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{Path(path).name}: not valid YAML: {err}") from None
     ctx = _Ctx(file=Path(path).name, sources={})
-    top = _mapping(ctx, doc, "(top level)")
-    _keys(ctx, top, "", ("name", "sources", "technologies"))
+    top = _described(ctx.file, load_yaml_file(path), _MEMORY_TECH_KEYS, "a memory-technology table")
+    _keys(ctx, top, "", _MEMORY_TECH_KEYS)
     ctx.sources = _sources(ctx, top["sources"])
     techs = _mapping(ctx, top["technologies"], "technologies")
     out: dict[str, dict[str, Any]] = {}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from quarch._yaml import show
 from quarch.hardware._loader import load_memory_tech
 from quarch.hardware._spec import (
     MATRIX_FORMATS,
@@ -55,9 +56,20 @@ IDLE_FRACTION = 0.1
 _DESIGN = "design parameter"
 
 
-def _positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"accelerator: {name} must be a positive number, got {value!r}")
+MAX_DESIGN_VALUE = 1e30
+"""Largest value any design parameter may take: far beyond any chip (1e30 Hz, bytes or pJ),
+and small enough that every derived product (peaks, power) stays finite in float64."""
+
+
+def _positive(name: str, value: float, *, zero_ok: bool = False) -> None:
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if not number or not (value >= 0 if zero_ok else value > 0):
+        kind = "non-negative" if zero_ok else "positive"
+        raise ValueError(f"accelerator: {name} must be a {kind} number, got {show(value)}")
+    if not value <= MAX_DESIGN_VALUE:  # also refuses inf
+        raise ValueError(
+            f"accelerator: {name} must be at most {MAX_DESIGN_VALUE:g}, got {show(value)}"
+        )
 
 
 def _memory_levels(
@@ -69,10 +81,9 @@ def _memory_levels(
     sources: dict[str, str],
 ) -> tuple[MemoryLevel, ...]:
     table = load_memory_tech()
-    if memory_tech not in table:
-        raise ValueError(
-            f"accelerator: unknown memory_tech {memory_tech!r}; valid: {', '.join(sorted(table))}"
-        )
+    if not isinstance(memory_tech, str) or memory_tech not in table:
+        valid = ", ".join(sorted(table))
+        raise ValueError(f"accelerator: unknown memory_tech {show(memory_tech)}; valid: {valid}")
     tech = table[memory_tech]
     cite = tech["sources"]
     per = f"{units} x {tech['unit']} of {tech['display_name']}"
@@ -114,14 +125,17 @@ def _matrix_peaks(
     multipliers: Mapping[str, float],
     sources: dict[str, str],
 ) -> dict[str, float]:
-    if not multipliers:
-        raise ValueError("accelerator: format_multipliers needs at least one format")
+    if not isinstance(multipliers, Mapping) or not multipliers:
+        raise ValueError(
+            "accelerator: format_multipliers needs a mapping of at least one format to its "
+            f"multiplier, got {show(multipliers)}"
+        )
     base = 2.0 * rows * cols * arrays * clock_hz
     peaks = {}
     for fmt, mult in multipliers.items():
         if fmt not in MATRIX_FORMATS:
             raise ValueError(
-                f"accelerator: format_multipliers has unknown format {fmt!r}; "
+                f"accelerator: format_multipliers has unknown format {show(fmt)}; "
                 f"valid: {', '.join(MATRIX_FORMATS)}"
             )
         _positive(f"format_multipliers[{fmt!r}]", mult)
@@ -186,9 +200,20 @@ def accelerator(
     }
     for key, value in params.items():
         _positive(key, value)
+    given: dict[str, float | None] = {
+        "vector_lanes": vector_lanes,
+        "tdp_w": tdp_w,
+        "idle_w": idle_w,
+        "price_per_hour_usd": price_per_hour_usd,
+    }
+    for key, given_value in given.items():
+        if given_value is not None:
+            _positive(key, given_value)
+    if sram_pj_per_byte is not None:
+        _positive("sram_pj_per_byte", sram_pj_per_byte, zero_ok=True)
     for key in ("systolic_rows", "systolic_cols", "num_arrays", "memory_stacks_or_channels"):
         if not isinstance(params[key], int):
-            raise ValueError(f"accelerator: {key} must be an integer, got {params[key]!r}")
+            raise ValueError(f"accelerator: {key} must be an integer, got {show(params[key])}")
     rows, cols, arrays = systolic_rows, systolic_cols, num_arrays
     sources: dict[str, str] = {"compute_units": _DESIGN, "clock_hz": _DESIGN}
     peaks = _matrix_peaks(rows, cols, arrays, clock_hz, format_multipliers, sources)

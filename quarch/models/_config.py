@@ -15,8 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from quarch._yaml import load_yaml_file, load_yaml_text, read_text_file
 from quarch.models._spec import MLASpec, ModelSpec, MoESpec
 
 _DENSE_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
@@ -283,6 +282,11 @@ def _catalog_files() -> dict[str, Any]:
     return {p.name[: -len(".yaml")].lower(): p for p in root.iterdir() if p.name.endswith(".yaml")}
 
 
+def _catalog_entry(entry: Any) -> Any:
+    """A catalog file's document (a package resource: read as text, not as a path)."""
+    return load_yaml_text(entry.read_text(encoding="utf-8"), where=entry.name)
+
+
 def _from_yaml_data(data: object, source: str) -> ModelSpec:
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: expected a mapping at the top level")
@@ -317,17 +321,15 @@ def load_model_spec(name_or_path: str | Path | Mapping[str, Any]) -> ModelSpec:
         if not path.is_file():
             raise ValueError(f"{name_or_path}: directory has no config.json")
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
         if path.suffix in (".yaml", ".yml"):
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as err:
-                raise ValueError(f"{path}: not valid YAML: {err}") from None
-            return _from_yaml_data(data, str(path))
+            return _from_yaml_data(load_yaml_file(path, where=str(path)), str(path))
+        text = read_text_file(path, where=str(path))
         try:
             config = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON: {err}") from err
+            raise ValueError(f"{path}: not valid JSON: {err}") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to read") from None
         return _from_yaml_data(config, str(path))
     catalog = _catalog_files()
     entry = catalog.get(str(name_or_path).lower())
@@ -336,12 +338,9 @@ def load_model_spec(name_or_path: str | Path | Mapping[str, Any]) -> ModelSpec:
             f"unknown model {str(name_or_path)!r}: not a file, a directory, or a catalog name; "
             f"catalog: {', '.join(list_models())}"
         )
-    return _from_yaml_data(yaml.safe_load(entry.read_text(encoding="utf-8")), entry.name)
+    return _from_yaml_data(_catalog_entry(entry), entry.name)
 
 
 def list_models() -> list[str]:
     """Names of the catalog's models (as `load_model_spec` accepts them), sorted."""
-    return sorted(
-        str(yaml.safe_load(p.read_text(encoding="utf-8")).get("name", key))
-        for key, p in _catalog_files().items()
-    )
+    return sorted(str(load_yaml_file(p).get("name", key)) for key, p in _catalog_files().items())

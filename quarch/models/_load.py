@@ -10,7 +10,9 @@ on two cores (it parses the whole header, vocabulary included, three times over)
 dequantized float32 weights (safetensors), config and tokenizer are kept in a cache directory
 (`$QUARCH_CACHE`, else `$XDG_CACHE_HOME/quarch`, else `~/.cache/quarch`; `QUARCH_CACHE=off`
 disables it) keyed by the file's path, size and modification time and the transformers version,
-and later loads read that directory (0.3 s for the shipped model). The cache is written to a
+and later loads read that directory (0.3 s for the shipped model). Each entry's marker holds
+checksums of its files (`_checksum.py`), verified on every load: a damaged entry is rebuilt,
+with a warning, instead of being used. The cache is written to a
 temporary directory and renamed into place, so an interrupted conversion leaves nothing
 half-written behind.
 
@@ -36,6 +38,7 @@ from typing import Any
 
 import torch
 
+from quarch.models._checksum import fingerprints, mismatch
 from quarch.models._shipped import (
     GgufSummary,
     check_gguf,
@@ -156,7 +159,7 @@ def _cached_snapshot(repo_id: str) -> Path:
         ) from None
 
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the marker carries the entry's checksums (quarch/models/_checksum.py)
 _CACHE_MARKER = "quarch-gguf-cache.json"
 
 
@@ -189,7 +192,8 @@ def _read_marker(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     ok = isinstance(marker, dict) and marker.get("version") == _CACHE_VERSION
-    return marker if ok and isinstance(marker.get("note"), str) else None
+    ok = ok and isinstance(marker.get("note"), str) and isinstance(marker.get("files"), dict)
+    return marker if ok else None
 
 
 def _write_cache(folder: Path, model: Any, tokenizer: Any, source: Path, note: str) -> None:
@@ -200,7 +204,8 @@ def _write_cache(folder: Path, model: Any, tokenizer: Any, source: Path, note: s
         tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        marker = {"version": _CACHE_VERSION, "source": str(source), "note": note}
+        files = fingerprints(tmp, skip=_CACHE_MARKER)
+        marker = {"version": _CACHE_VERSION, "source": str(source), "note": note, "files": files}
         (tmp / _CACHE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if folder.exists() and _read_marker(folder) is None:
             shutil.rmtree(folder)  # a leftover without a valid marker: never a finished copy
@@ -230,18 +235,40 @@ def _load_gguf(path: Path, dtype: torch.dtype) -> tuple[Any, Any, str]:
     summary = check_gguf(path)
     folder = _gguf_cache_dir(path)
     if folder is not None:
-        marker = _read_marker(folder)
-        if marker is not None:
-            try:
-                model, tokenizer, _ = _load_hf_dir(folder, dtype, False)
-            except ValueError:
-                shutil.rmtree(folder, ignore_errors=True)  # a damaged cache: convert again
-            else:
-                return model, tokenizer, _cast_note(marker["note"], dtype)
+        cached = _load_cached(folder, dtype)
+        if cached is not None:
+            return cached
         model, tokenizer, note = _convert_gguf(path, summary, torch.float32)
         _write_cache(folder, model, tokenizer, path, note)
         return model.to(dtype), tokenizer, _cast_note(note, dtype)
     return _convert_gguf(path, summary, dtype)
+
+
+def _load_cached(folder: Path, dtype: torch.dtype) -> tuple[Any, Any, str] | None:
+    """The conversion cached in `folder`, or None when there is none. An entry whose files no
+    longer match the checksums in its marker (or that fails to load) is removed with a
+    warning, so the caller converts the GGUF again instead of using damaged weights."""
+    marker = _read_marker(folder)
+    if marker is None:
+        return None
+    try:
+        bad = mismatch(folder, marker["files"], skip=_CACHE_MARKER)
+        damage = None if bad is None else f"{bad} does not match its checksum"
+    except OSError as error:
+        damage = f"cannot read it: {error.strerror or error}"
+    if damage is None:
+        try:
+            model, tokenizer, _ = _load_hf_dir(folder, dtype, False)
+        except ValueError as error:
+            damage = f"it does not load: {str(error)[:200]}"
+        else:
+            return model, tokenizer, _cast_note(marker["note"], dtype)
+    warnings.warn(
+        f"the cached conversion in {folder} is damaged ({damage}); converting the GGUF again",
+        stacklevel=4,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
 
 
 def _cast_note(note: str, dtype: torch.dtype) -> str:

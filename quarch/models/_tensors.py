@@ -7,8 +7,10 @@ package's reference dequantizer, so what comes out is exactly what llama.cpp wou
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,10 +66,8 @@ def count_weight_tensors(wf: WeightFile, *, min_dims: int = 2) -> int:
         from gguf import GGUFReader
 
         return sum(1 for t in GGUFReader(wf.path).tensors if len(t.shape) >= min_dims)
-    from safetensors import safe_open
-
-    with safe_open(str(wf.path), framework="pt") as f:
-        return sum(1 for k in f if len(f.get_slice(k).get_shape()) >= min_dims)
+    with _safe_open(wf.path) as f:
+        return len(_safetensors_names(f, min_dims))
 
 
 def _gguf_tensors(path: Path, min_dims: int) -> Iterator[tuple[str, torch.Tensor]]:
@@ -77,23 +77,44 @@ def _gguf_tensors(path: Path, min_dims: int) -> Iterator[tuple[str, torch.Tensor
     for t in GGUFReader(path).tensors:
         if len(t.shape) < min_dims:
             continue
-        values = dequantize(t.data, t.tensor_type)
+        values = np.ascontiguousarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
+        if not values.flags.writeable:  # an F32 tensor is a view of the read-only file mapping
+            values = values.copy()
         # GGUF lists dims fastest-first; torch wants them slowest-first.
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
-        yield (
-            t.name,
-            torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).reshape(shape),
-        )
+        yield t.name, torch.from_numpy(values).reshape(shape)
+
+
+@contextmanager
+def _safe_open(path: Path) -> Iterator[Any]:
+    """`safetensors.safe_open`, its errors (a header the quick check passed but the library
+    refuses, a tensor it cannot read) turned into a one-line ValueError naming the file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            yield f
+    except SafetensorError as error:
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: unreadable safetensors file ({reason})") from None
 
 
 def _safetensors_tensors(path: Path, min_dims: int) -> Iterator[tuple[str, torch.Tensor]]:
-    from safetensors import safe_open
+    with _safe_open(path) as f:
+        for name in _safetensors_names(f, min_dims):
+            yield name, f.get_tensor(name).to(torch.float32)
 
-    with safe_open(str(path), framework="pt") as f:
-        for name in f:
-            if len(f.get_slice(name).get_shape()) < min_dims:
-                continue
-            tensor = f.get_tensor(name)
-            if not tensor.is_floating_point():
-                continue
-            yield name, tensor.to(torch.float32)
+
+# safetensors dtype codes of floating-point tensors (the format's spec, safetensors README).
+_FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
+
+def _safetensors_names(f: Any, min_dims: int) -> list[str]:
+    """Names of the floating-point tensors with at least `min_dims` dims in an open safetensors
+    file, in file order. (A `safe_open` handle is not iterable: its names come from `keys()`.)"""
+    names = []
+    for name in f.keys():  # noqa: SIM118 - safe_open has keys() but no __iter__
+        sl = f.get_slice(name)
+        if len(sl.get_shape()) >= min_dims and sl.get_dtype() in _FLOAT_DTYPES:
+            names.append(name)
+    return names

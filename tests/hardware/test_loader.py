@@ -265,7 +265,7 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
     path.write_text("name: [unclosed\n")
     with pytest.raises(ValueError, match=r"garbage\.yaml: not valid YAML"):
         load_hardware(path)
-    with pytest.raises(ValueError, match=r"<dict>: \(top level\): must be a mapping"):
+    with pytest.raises(ValueError, match=r"<dict>: not a Hardware description .*got list\)$"):
         hardware_from_dict(["not", "a", "mapping"])
 
 
