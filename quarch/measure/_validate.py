@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from quarch._yaml import load_yaml_file
 from quarch.hardware import Hardware, load_hardware
 from quarch.measure._bench import OpClass
 from quarch.measure._calibrate import load_average, loader_band, progress_bar, ratio_band
@@ -326,7 +325,7 @@ def update_band(path: str | Path, report: ValidationReport) -> Path:
     """
     file = Path(path)
     load_hardware(file)  # it must be valid to begin with
-    doc = yaml.safe_load(file.read_text(encoding="utf-8"))
+    doc = load_yaml_file(file)
     low, high = report.band()
     summary = report.by_class()["all"]
     eff = doc.setdefault("efficiency", {})

@@ -34,19 +34,9 @@ def _csv(text: str | None) -> list[str] | None:
 
 def study_data(study: Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """The study's YAML mapping (or {}), with command-line overrides laid over it."""
-    import yaml
+    from quarch.search import read_study_file
 
-    data: dict[str, Any] = {}
-    if study is not None:
-        if not study.is_file():
-            raise ValueError(f"study file {str(study)!r} does not exist")
-        try:
-            loaded = yaml.safe_load(study.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"study file {str(study)!r} is not valid YAML: {err}") from None
-        if not isinstance(loaded, dict):
-            raise TypeError(f"{study}: a study file must hold a mapping")
-        data = loaded
+    data: dict[str, Any] = {} if study is None else read_study_file(study)
     for path, value in overrides.items():
         if value is None:
             continue

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
         stored_value,
     )
     from quarch.search._pareto import dominates, hypervolume, pareto_indices, spread
-    from quarch.search._parse import load_study, study_from_dict
+    from quarch.search._parse import load_study, read_study_file, study_from_dict
     from quarch.search._perf import PerfMetrics, PerfModel
     from quarch.search._proxy import ProxyTable, SensEntry, build_table
     from quarch.search._result import (
@@ -126,6 +126,7 @@ _LAZY: dict[str, str] = {
     "run_search": "quarch.search._runner",
     "spread": "quarch.search._pareto",
     "study_from_dict": "quarch.search._parse",
+    "read_study_file": "quarch.search._parse",
     "stored_value": "quarch.search._metrics",
     "study_to_dict": "quarch.search._study",
 }
@@ -206,6 +207,7 @@ __all__ = [
     "pareto_indices",
     "prepare",
     "proxy_error",
+    "read_study_file",
     "run_search",
     "spread",
     "stored_value",

@@ -1,9 +1,10 @@
 """A study: what to search, on which model and hardware, for which objectives, under which limits.
 
-A `StudySpec` is read from YAML (`load_study(path)`, `yaml.safe_load` only) or a mapping
-(`study_from_dict`), or built in Python; `default_study()` is what `quarch explore` runs with no
-file. Every field is validated when read, and an error names the field by its dotted path
-(`space.groups[1].weight[2]`) and, for closed choices, the valid values. Unknown keys are errors.
+A `StudySpec` is read from YAML (`load_study(path)`, through quarch's bounded safe YAML
+reader) or a mapping (`study_from_dict`), or built in Python; `default_study()` is what
+`quarch explore` runs with no file. Every field is validated when read, and an error names the
+field by its dotted path (`space.groups[1].weight[2]`) and, for closed choices, the valid values.
+Unknown keys are errors.
 
 The YAML form, with the defaults:
 
@@ -49,8 +50,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from quarch._yaml import load_yaml_file
 from quarch.search._fields import Fields, check_float, check_int
 from quarch.search._study import (
     FLOAT,
@@ -71,19 +71,32 @@ from quarch.search._study import (
 )
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Read a study YAML file (see the module doc). Raises ValueError/TypeError naming the field."""
+def read_study_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a study YAML file holds ({} for an empty file), read with quarch's bounded
+    YAML reader (size, alias expansion and errors that never echo the file's text).
+
+    Raises:
+        ValueError: a missing, oversized or malformed file.
+        TypeError: a file that holds something other than a mapping.
+    """
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"study file {str(p)!r} does not exist")
+    data = load_yaml_file(p, where=f"study file {str(p)!r}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TypeError(f"{p}: a study file must hold a mapping, not {type(data).__name__}")
+    return data
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read a study YAML file (see the module doc). Raises ValueError/TypeError naming the field."""
+    data = read_study_file(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"study file {str(p)!r} is not valid YAML: {err}") from err
-    try:
-        return study_from_dict(data or {})
+        return study_from_dict(data)
     except (ValueError, TypeError) as err:
-        raise type(err)(f"{p}: {err}") from err
+        raise type(err)(f"{path}: {err}") from err
 
 
 def study_from_dict(data: Mapping[str, Any]) -> StudySpec:

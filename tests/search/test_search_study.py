@@ -147,5 +147,5 @@ def test_explore_cli_malformed_yaml_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text("model: [unclosed\n")
     result = CliRunner().invoke(app, ["explore", str(bad), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
-    assert "is not valid YAML" in result.output
+    assert "not valid YAML (line 2" in result.output
     assert not (tmp_path / "out").exists()
