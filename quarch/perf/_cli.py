@@ -86,7 +86,9 @@ def with_scenario_flags(command: Callable[..., None]) -> Callable[..., None]:
     return verb
 
 
-def _predict(model: str, device: str, scenario: dict[str, Any]) -> tuple[Hardware, Prediction]:
+def _predict(
+    model: str, device: str, scenario: dict[str, Any], engine: str | None = None
+) -> tuple[Hardware, Prediction]:
     """Load the model and device, predict the scenario; bad input ends the command (exit 2)."""
     from quarch.hardware import load_hardware
     from quarch.models import load_model_spec
@@ -95,7 +97,7 @@ def _predict(model: str, device: str, scenario: dict[str, Any]) -> tuple[Hardwar
 
     with user_errors():
         hw = load_hardware(device)
-        return hw, predict(load_model_spec(model), hw, Scenario(**scenario))
+        return hw, predict(load_model_spec(model), hw, Scenario(**scenario), engine=engine)
 
 
 @with_scenario_flags
@@ -104,10 +106,17 @@ def predict_command(
     device: Device,
     scenario: dict[str, Any],
     ops: Annotated[bool, typer.Option("--ops", help="also print the per-op breakdown")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="serving engine profile (ideal, vllm, tensorrt-llm, sglang) or a YAML path",
+        ),
+    ] = "ideal",
     as_json: AsJson = False,
 ) -> None:
     """Predict latency, throughput, memory, energy and cost of serving a model on a device."""
-    hw, p = _predict(model, device, scenario)
+    hw, p = _predict(model, device, scenario, engine)
     if as_json:
         typer.echo(json.dumps(prediction_to_dict(p), indent=2))
         return

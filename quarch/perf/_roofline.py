@@ -38,7 +38,7 @@ per-channel scales are applied in the epilogue and cost nothing here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import lru_cache
 
@@ -280,6 +280,7 @@ class Machine:
     gemm_factors: dict[tuple[int, int, int, int], tuple[float, int]]  # memo by (m, n, k, batch)
     attention_factors: dict[tuple[int, int, int], float]  # memo by (m, n, batch)
     rows: dict[tuple[int, int], OpRow]  # memo of op_row by (id(op), memory level), see there
+    kv_bandwidth_fraction: float = 1.0  # share of `bytes_per_s` attention's KV reads reach
 
     def plan(self, stored_format: str, act_format: str) -> RatePlan:
         key = (stored_format, act_format)
@@ -306,6 +307,33 @@ def machine(hw: Hardware) -> Machine:
         gemm_factors={},
         attention_factors={},
         rows={},
+    )
+
+
+@lru_cache(maxsize=256)
+def engine_machine(
+    hw: Hardware, overhead_s: float, attention_fraction: float | None, kv_bandwidth: float
+) -> Machine:
+    """`machine(hw)` as an engine runs it: per-kernel cost `overhead_s`, attention at
+    `attention_fraction` of the matrix peak (None: the device's) and its KV reads at
+    `kv_bandwidth` of the attained bandwidth (see `_engine.py`). The shape memos are shared with
+    `machine(hw)`; the op-row memo is its own, since rows carry the overhead."""
+    base = machine(hw)
+    eff = base.eff
+    if attention_fraction is not None:
+        eff = replace(eff, attention_fraction=attention_fraction)
+    return Machine(
+        hw=hw,
+        eff=eff,
+        units=base.units,
+        vector_flops_per_s=base.vector_flops_per_s,
+        bytes_per_s=base.bytes_per_s,
+        overhead_s=overhead_s,
+        plans=base.plans,
+        gemm_factors=base.gemm_factors,
+        attention_factors=base.attention_factors,
+        rows={},
+        kv_bandwidth_fraction=kv_bandwidth,
     )
 
 
@@ -440,6 +468,11 @@ def _op_row(op: Op, mc: Machine, memory_level: int) -> OpRow:
     else:
         compute_s = op.flops / mc.vector_flops_per_s if op.flops else 0.0
     memory_s = (op.weight_bytes + op.act_bytes + op.kv_bytes) / mc.bytes_per_s[memory_level]
+    if kind is OpKind.ATTENTION and mc.kv_bandwidth_fraction != 1.0:
+        # the engine's attention kernel reads the KV cache below streaming bandwidth
+        memory_s += (
+            op.kv_bytes / mc.bytes_per_s[memory_level] * (1.0 / mc.kv_bandwidth_fraction - 1.0)
+        )
     comm_s = _comm_s(op, mc.hw, mc.eff) if op.comm is not CommKind.NONE else 0.0
     work = max(compute_s, memory_s, comm_s)
     return (op, compute_s, memory_s, comm_s, work + mc.overhead_s, key, factor, convert_s)
