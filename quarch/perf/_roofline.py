@@ -48,6 +48,7 @@ from quarch.perf._efficiency import (
     bandwidth_fraction,
     efficiency_for,
     gemm_tile_factor,
+    matmul_fraction_for,
 )
 from quarch.perf._ops import CommKind, Op, OpKind
 from quarch.perf._scenario import bits_per_element
@@ -280,7 +281,15 @@ class Machine:
     gemm_factors: dict[tuple[int, int, int, int], tuple[float, int]]  # memo by (m, n, k, batch)
     attention_factors: dict[tuple[int, int, int], float]  # memo by (m, n, batch)
     rows: dict[tuple[int, int], OpRow]  # memo of op_row by (id(op), memory level), see there
+    fractions: dict[str, float]  # memo of matmul_fraction_for by rate family
     kv_bandwidth_fraction: float = 1.0  # share of `bytes_per_s` attention's KV reads reach
+
+    def matmul_fraction(self, family: str) -> float:
+        """The attained fraction of the `family` peak for GEMMs (see `matmul_fraction_for`)."""
+        found = self.fractions.get(family)
+        if found is None:
+            found = self.fractions[family] = matmul_fraction_for(self.hw, family)
+        return found
 
     def plan(self, stored_format: str, act_format: str) -> RatePlan:
         key = (stored_format, act_format)
@@ -307,6 +316,7 @@ def machine(hw: Hardware) -> Machine:
         gemm_factors={},
         attention_factors={},
         rows={},
+        fractions={},
     )
 
 
@@ -333,6 +343,7 @@ def engine_machine(
         gemm_factors=base.gemm_factors,
         attention_factors=base.attention_factors,
         rows={},
+        fractions=base.fractions,
         kv_bandwidth_fraction=kv_bandwidth,
     )
 
@@ -425,7 +436,7 @@ def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
                 mc.gemm_factors.clear()  # bounded: new scenarios bring new shapes
             mc.gemm_factors[gkey] = found
         factor, rows = found
-        frac = eff.matmul_fraction
+        frac = mc.matmul_fraction(plan.key)
         uses = -(-op.m // rows)
     matrix_s = op.flops * factor / (plan.flops_per_s * frac)
     vector_flops = 0.0
