@@ -20,6 +20,9 @@ with its own costs on top, and two engines on the same GPU, model and formats ca
 - **16-bit LM head and embedding** (`high_precision_head`): quantized checkpoints keep the
   embedding and the LM head in 16-bit; the engine then runs them in 16-bit whatever the scenario's
   weight format (a `weight_overrides` entry for those roles still wins).
+- **16-bit residual communication** (`residual_comm_16bit`): tensor-parallel all-reduces and
+  pipeline sends carry the 16-bit residual stream, not the activation format, so with narrow
+  activations they move 16 bits per element (MoE all-to-alls keep their own width).
 - **Activation quantization** (`act_quant_kernel`): with activations narrower than 16 bits,
   whether each quantized linear layer's input is quantized by a kernel of its own (read the 16-bit
   input, write the narrow one, one more launch) rather than fused into the kernel before it.
@@ -66,6 +69,7 @@ class Engine:
         attention_bandwidth_fraction: fraction of the device's attained bandwidth KV reads reach.
         high_precision_head: LM head and embedding run in 16-bit.
         act_quant_kernel: narrow activations are quantized by a separate kernel per linear input.
+        residual_comm_16bit: all-reduces and pipeline sends carry 16-bit activations.
         sources: field name -> where its number comes from.
     """
 
@@ -81,6 +85,7 @@ class Engine:
     attention_bandwidth_fraction: float = 1.0
     high_precision_head: bool = False
     act_quant_kernel: bool = False
+    residual_comm_16bit: bool = False
     sources: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
@@ -98,6 +103,7 @@ class Engine:
             and self.attention_bandwidth_fraction == 1.0
             and not self.high_precision_head
             and not self.act_quant_kernel
+            and not self.residual_comm_16bit
         )
 
     def decode_graphed(self, seqs_per_replica: int) -> bool:
@@ -117,8 +123,9 @@ def _check_engine(e: Engine) -> None:
     for name in ("prefill_cuda_graphs", "decode_cuda_graphs", "high_precision_head"):
         if not isinstance(getattr(e, name), bool):
             raise TypeError(f"engine {e.name!r}: {name} must be a bool, got {getattr(e, name)!r}")
-    if not isinstance(e.act_quant_kernel, bool):
-        raise TypeError(f"engine {e.name!r}: act_quant_kernel must be a bool")
+    for name in ("act_quant_kernel", "residual_comm_16bit"):
+        if not isinstance(getattr(e, name), bool):
+            raise TypeError(f"engine {e.name!r}: {name} must be a bool")
     cap = e.cuda_graph_max_batch
     if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
         raise ValueError(
@@ -167,6 +174,7 @@ _NEEDS_SOURCE = {
     "decode_cuda_graphs",
     "high_precision_head",
     "act_quant_kernel",
+    "residual_comm_16bit",
 }
 
 

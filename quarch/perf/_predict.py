@@ -37,10 +37,11 @@ every layer).
 - **Engine** (`engine=`, see `_engine.py`; default `ideal`, which adds nothing): the scenario's
   LM head and embedding become 16-bit where the engine keeps them so; prefill and decode ops pay
   the engine's per-kernel cost (graph replay or eager launch) and its attention kernel's
-  efficiency; TTFT adds one per-step host cost and TPOT one per step; with activations narrower
-  than 16 bits an engine that quantizes them in a kernel of its own adds, per quantized GEMM, a
-  kernel reading the 16-bit input and writing the narrow one (its time is in TTFT and TPOT, not
-  in the per-op breakdown, and counts as busy time for energy).
+  efficiency, and all-reduces carry the 16-bit residual stream where the engine reduces it;
+  TTFT adds one per-step host cost and TPOT one per step; with activations narrower than 16
+  bits, an engine that quantizes them in a kernel of its own adds, per quantized GEMM, a kernel
+  reading the 16-bit input and writing the narrow one (its time is in TTFT and TPOT, not in the
+  per-op breakdown, and counts as busy time for energy).
 """
 
 from __future__ import annotations
@@ -496,8 +497,12 @@ def _machines(hw: Hardware, eng: Engine, scenario: Scenario) -> tuple[Machine, M
     eager = max(eng.eager_launch_s, graph)  # an eager launch never costs less than a replay
     pre = graph if eng.prefill_cuda_graphs else eager
     dec = graph if eng.decode_graphed(scenario.seqs_per_replica) else eager
-    frac, bw = eng.attention_fraction, eng.attention_bandwidth_fraction
-    return engine_machine(hw, pre, frac, bw), engine_machine(hw, dec, frac, bw)
+    frac, bw, res = (
+        eng.attention_fraction,
+        eng.attention_bandwidth_fraction,
+        eng.residual_comm_16bit,
+    )
+    return engine_machine(hw, pre, frac, bw, res), engine_machine(hw, dec, frac, bw, res)
 
 
 def _act_quant_s(rows: tuple[OpRow, ...], mc: Machine, level: int) -> float:

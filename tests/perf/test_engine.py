@@ -12,6 +12,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from quarch.hardware import load_hardware
 from quarch.perf import (
     IDEAL,
     Engine,
@@ -189,3 +190,23 @@ def test_published_rows_map_to_engine_profiles() -> None:
     assert engine_for(rows["nim"]).name == "tensorrt-llm"
     assert engine_for(rows["vllm"]).name == "vllm"
     assert engine_for(rows["deepgemm"]).name == "ideal"
+
+
+def test_residual_communication_is_16_bit() -> None:
+    eng = Engine(name="res", residual_comm_16bit=True)
+    sc = replace(FP8, tp=4)
+    base = predict("llama-3.1-70b", "h100-sxm", sc)
+    p = predict("llama-3.1-70b", "h100-sxm", sc, engine=eng)
+    hw = load_hardware("h100-sxm")
+    assert hw.interconnect is not None
+    lat = 2 * (4 - 1) * hw.interconnect.latency_s
+    for a, b in zip(base.decode, p.decode, strict=True):
+        if a.op.comm.value == "allreduce":
+            # the payload term doubles (fp8 -> 16-bit), the latency term stays
+            assert b.comm_s - lat == pytest.approx(2 * (a.comm_s - lat), rel=1e-9)
+        else:
+            assert b.comm_s == a.comm_s
+    wide = replace(sc, act_format="bf16")
+    assert predict("llama-3.1-70b", "h100-sxm", wide, engine=eng).tpot_s == pytest.approx(
+        predict("llama-3.1-70b", "h100-sxm", wide).tpot_s, rel=1e-12
+    )
