@@ -170,3 +170,16 @@ def test_fp8_gemm_priced_at_its_family_fraction() -> None:
     assert bf16.compute_s == pytest.approx(
         2.0 * m * n * k * bf16.shape_factor / (peak["bf16"] * frac), rel=1e-12
     )
+
+
+def test_device_entries_take_precedence_over_the_architecture() -> None:
+    from quarch.perf._efficiency import FAMILY_FRACTION, matmul_fraction_for
+
+    mi300x, mi325x = load_hardware("mi300x"), load_hardware("mi325x")
+    # AMD's max-achievable FLOPs over the dense peaks: the hotter-clocked MI325X attains more
+    assert matmul_fraction_for(mi300x, "bf16") == pytest.approx(708.0 / 1307.4)
+    assert matmul_fraction_for(mi300x, "fp8") == FAMILY_FRACTION[("mi300x", "fp8")]
+    for family in ("fp16", "bf16", "fp8"):
+        assert matmul_fraction_for(mi325x, family) > matmul_fraction_for(mi300x, family)
+    # a family without an entry keeps the class default
+    assert matmul_fraction_for(mi300x, "int8") == efficiency_for(mi300x).matmul_fraction
