@@ -217,6 +217,13 @@ def _print_summary(p: Prediction, device: str) -> None:
     table.add_row("cost per million tokens", "-" if cost is None else f"${cost:.4g}", "")
     console = Console()
     console.print(table)
+    if p.engine != "ideal":
+        quant_pre, quant_dec = p.act_quant_s
+        console.print(
+            f"engine {p.engine}: {_ms(p.step_overhead_s)} host time per step, "
+            f"activation-quantization kernels {_ms(quant_pre)} in prefill and "
+            f"{_ms(quant_dec)} per decode step (in TTFT and TPOT, not in the op breakdown)"
+        )
     console.print(p.why())
 
 

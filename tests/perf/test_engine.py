@@ -210,3 +210,13 @@ def test_residual_communication_is_16_bit() -> None:
     assert predict("llama-3.1-70b", "h100-sxm", wide, engine=eng).tpot_s == pytest.approx(
         predict("llama-3.1-70b", "h100-sxm", wide).tpot_s, rel=1e-12
     )
+
+
+def test_cli_summary_names_the_engine_costs() -> None:
+    app = typer.Typer()
+    register(app)
+    args = ["predict", "--model", "llama-3.1-8b", "--hw", "h100-sxm", "--weights", "fp8_e4m3"]
+    out = CliRunner().invoke(app, [*args, "--acts", "fp8_e4m3", "--engine", "vllm"]).output
+    assert "engine vllm: 1.5 ms host time per step" in out
+    ideal = CliRunner().invoke(app, args).output
+    assert "host time per step" not in ideal
