@@ -465,7 +465,7 @@ def predict(
         decode_shown=shown,
         plan=plan,
         engine=eng.name,
-        prefill_overhead_s=None if mc_pre is mc else mc_pre.overhead_s,
+        prefill_overhead_s=None if eng.is_ideal else mc_pre.overhead_s,
         step_overhead_s=eng.step_overhead_s,
         act_quant_s=quant,
     )

@@ -220,3 +220,16 @@ def test_cli_summary_names_the_engine_costs() -> None:
     assert "engine vllm: 1.5 ms host time per step" in out
     ideal = CliRunner().invoke(app, args).output
     assert "host time per step" not in ideal
+
+
+def test_breakdown_plus_engine_terms_add_up_to_ttft_and_tpot() -> None:
+    p = predict("llama-3.1-8b", "h100-sxm", replace(FP8, batch=200), engine="sglang")
+    assert p.prefill_overhead_s == pytest.approx(5e-6)  # eager prefill
+    assert p.overhead_s == pytest.approx(5e-6)  # 200 sequences: above the captured batches
+    prefill_q, decode_q = p.act_quant_s
+    assert sum(t.total_s for t in p.prefill) + prefill_q + p.step_overhead_s == pytest.approx(
+        p.ttft_s, rel=1e-12
+    )
+    assert sum(t.total_s for t in p.decode) + decode_q + p.step_overhead_s == pytest.approx(
+        p.tpot_s, rel=1e-9
+    )
