@@ -8,6 +8,10 @@ models. A `kernel` row is built as one matmul `Op` (the same FLOPs and bytes `qu
 gives a weight GEMM) and priced with `op_time`; its time includes the per-kernel overhead, as
 a timed kernel does.
 
+**Engine.** An `e2e` row is predicted with the serving-engine profile of its `engine`
+(`ENGINE_PROFILES`; `quarch.perf.load_engine`); an engine without a profile is predicted as the
+`ideal` engine. Kernel rows time one kernel and take no engine.
+
 **Errors.** `error = |pred − meas| / meas`, `ratio = meas / pred`; a prediction is optimistic
 when it promises more than was measured (a shorter time, a higher throughput). A row is inside
 the band when the measured value lies in the prediction's `band` around the predicted value
@@ -27,7 +31,17 @@ import numpy as np
 from quarch.hardware import load_hardware
 from quarch.measure._published import SPLITS, PublishedRow, load_published
 from quarch.models import load_model_spec
-from quarch.perf import Op, OpKind, Prediction, Scenario, efficiency_for, op_time, predict
+from quarch.perf import (
+    Engine,
+    Op,
+    OpKind,
+    Prediction,
+    Scenario,
+    efficiency_for,
+    load_engine,
+    op_time,
+    predict,
+)
 from quarch.perf._scenario import bits_per_element
 
 # --- predicting ------------------------------------------------------------------------------
@@ -114,6 +128,22 @@ def kernel_op(row: PublishedRow) -> Op:
     )
 
 
+ENGINE_PROFILES: Mapping[str, str] = {
+    "vllm": "vllm",
+    "sglang": "sglang",
+    "tensorrt-llm": "tensorrt-llm",
+    # NVIDIA NIM for LLMs serves Llama on H100 with TensorRT-LLM engines ("optimized profiles"):
+    # https://docs.nvidia.com/nim/large-language-models/latest/introduction.html
+    "nim": "tensorrt-llm",
+}
+"""A published row's `engine` -> the `quarch.perf` engine profile it is predicted with."""
+
+
+def engine_for(row: PublishedRow) -> Engine:
+    """The engine profile of `row` (`ideal` where its engine has none)."""
+    return load_engine(ENGINE_PROFILES.get(row.engine, "ideal"))
+
+
 def predict_row(row: PublishedRow) -> PublishedResult:
     """Predict one row (see the module doc).
 
@@ -126,10 +156,13 @@ def predict_row(row: PublishedRow) -> PublishedResult:
         t = op_time(kernel_op(row), hw)
         return PublishedResult(row=row, predicted=t.time_s, band=efficiency_for(hw).band)
     spec = load_model_spec(row.model or "")
+    engine = engine_for(row)
     if row.batch is None:
-        pred = _largest_fitting(row, lambda b: predict(spec, hw, scenario_for(row, b)))
+        pred = _largest_fitting(
+            row, lambda b: predict(spec, hw, scenario_for(row, b), engine=engine)
+        )
     else:
-        pred = predict(spec, hw, scenario_for(row))
+        pred = predict(spec, hw, scenario_for(row), engine=engine)
     return PublishedResult(
         row=row, predicted=_metric(pred, row.metric), band=pred.band, batch=pred.scenario.batch
     )

@@ -1,6 +1,7 @@
 """quarch.perf."""
 
 from quarch.perf._efficiency import DEFAULT_EFFICIENCY, efficiency_for
+from quarch.perf._engine import IDEAL, Engine, engine_from_dict, list_engines, load_engine
 from quarch.perf._graph import (
     Phase,
     build_ops,
@@ -23,8 +24,10 @@ from quarch.perf._scenario import Scenario, check_scenario
 
 __all__ = [
     "DEFAULT_EFFICIENCY",
+    "IDEAL",
     "Bound",
     "CommKind",
+    "Engine",
     "ExtraGemm",
     "LayerPlan",
     "Linear",
@@ -43,8 +46,11 @@ __all__ = [
     "comm_time_s",
     "decode_ops",
     "efficiency_for",
+    "engine_from_dict",
     "expected_experts_touched",
     "kv_cache_bytes_per_token",
+    "list_engines",
+    "load_engine",
     "matrix_rate",
     "memory_level_for",
     "memory_per_device",

@@ -86,7 +86,9 @@ def with_scenario_flags(command: Callable[..., None]) -> Callable[..., None]:
     return verb
 
 
-def _predict(model: str, device: str, scenario: dict[str, Any]) -> tuple[Hardware, Prediction]:
+def _predict(
+    model: str, device: str, scenario: dict[str, Any], engine: str | None = None
+) -> tuple[Hardware, Prediction]:
     """Load the model and device, predict the scenario; bad input ends the command (exit 2)."""
     from quarch.hardware import load_hardware
     from quarch.models import load_model_spec
@@ -95,7 +97,7 @@ def _predict(model: str, device: str, scenario: dict[str, Any]) -> tuple[Hardwar
 
     with user_errors():
         hw = load_hardware(device)
-        return hw, predict(load_model_spec(model), hw, Scenario(**scenario))
+        return hw, predict(load_model_spec(model), hw, Scenario(**scenario), engine=engine)
 
 
 @with_scenario_flags
@@ -104,10 +106,17 @@ def predict_command(
     device: Device,
     scenario: dict[str, Any],
     ops: Annotated[bool, typer.Option("--ops", help="also print the per-op breakdown")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="serving engine profile (ideal, vllm, tensorrt-llm, sglang) or a YAML path",
+        ),
+    ] = "ideal",
     as_json: AsJson = False,
 ) -> None:
     """Predict latency, throughput, memory, energy and cost of serving a model on a device."""
-    hw, p = _predict(model, device, scenario)
+    hw, p = _predict(model, device, scenario, engine)
     if as_json:
         typer.echo(json.dumps(prediction_to_dict(p), indent=2))
         return
@@ -208,6 +217,13 @@ def _print_summary(p: Prediction, device: str) -> None:
     table.add_row("cost per million tokens", "-" if cost is None else f"${cost:.4g}", "")
     console = Console()
     console.print(table)
+    if p.engine != "ideal":
+        quant_pre, quant_dec = p.act_quant_s
+        console.print(
+            f"engine {p.engine}: {_ms(p.step_overhead_s)} host time per step, "
+            f"activation-quantization kernels {_ms(quant_pre)} in prefill and "
+            f"{_ms(quant_dec)} per decode step (in TTFT and TPOT, not in the op breakdown)"
+        )
     console.print(p.why())
 
 

@@ -61,6 +61,30 @@ section into a Hardware file); where it comes from:
   LPDDR shared with the CPU), `launch_overhead_s` 5 µs, GPU-like tiles with half the H100's
   saturating intensity (32, the A100's: 2048 FLOPs per SM per clock over 64 elements).
 
+## Matmul efficiency by format family and architecture
+
+`matmul_fraction` is what a large BF16 GEMM attains. Where a public GEMM table shows a format
+family attaining a different fraction of its own peak on an architecture (or on one device of
+it, where the devices' clocks under load differ), that pair has its own entry in
+`FAMILY_FRACTION` (looked up by `matmul_fraction_for`: the device's own entry first, then its
+architecture's); every other pair keeps `matmul_fraction`. A device whose `efficiency:` section
+sets `matmul_fraction` (a calibration) keeps it for every family. The architecture of a catalog
+device is `ARCHITECTURE[hw.name]`.
+
+- (hopper, fp8) 0.67: DeepGEMM's published dense FP8 GEMM table (H800 SXM5, same tensor cores
+  and 1,979 TFLOPS dense FP8 peak as the H100 SXM5; NVCC 12.8) attains 1,304 TFLOPS at
+  4096x4096x7168 and 1,358 TFLOPS at 4096x7168x16384, i.e. 0.66-0.69 of peak on large shapes,
+  where BF16 GEMMs reach 0.7-0.8 (README of https://github.com/deepseek-ai/DeepGEMM, revision
+  of 2025-02-26, "Normal GEMMs for dense models" table). Those kernels use 1x128 / 128x128 block
+  scales, whose promotion this model prices separately on the vector units (see `_roofline.py`),
+  so for block-scaled FP8 the two together are an upper bound on the time.
+- MI300X and MI325X (CDNA3): AMD's published max-achievable FLOPs (hipBLASLt, large GEMMs, ROCm
+  6.3; AMD ROCm blog "Measuring Max-Achievable FLOPs - Part 2", Table 1,
+  https://rocm.blogs.amd.com/software-tools-optimization/measuring-max-achievable-flops-part2/README.html):
+  MI300X FP16 654, BF16 708, FP8 1,273 TFLOPS of 1,307 / 1,307 / 2,615 dense peak (0.50, 0.54,
+  0.49); MI325X FP16 794, BF16 843, FP8 1,519 TFLOPS (0.61, 0.64, 0.58). The two share the
+  peaks; the MI325X runs at higher clocks under load (1,000 W against 750 W).
+
 Uncertainty `band` defaults (multipliers bracketing measured/predicted, about the 10th-90th
 percentile): 0.8-1.3 for GPUs and TPUs, 0.7-1.5 for the rest; roofline models with fitted
 efficiencies land within 20-30 % of measured kernel times on GPUs in published comparisons
@@ -133,6 +157,52 @@ DEFAULT_EFFICIENCY: dict[DeviceClass, Efficiency] = {
     ),
 }
 """Efficiency defaults per device class (see the module docstring for where each comes from)."""
+
+
+ARCHITECTURE: dict[str, str] = {
+    "a100-sxm": "ampere",
+    "h100-sxm": "hopper",
+    "h100-pcie": "hopper",
+    "h200-sxm": "hopper",
+    "b200": "blackwell",
+    "l40s": "ada",
+    "rtx-4090": "ada",
+    "jetson-agx-orin": "ampere",
+    "mi300x": "cdna3",
+    "mi325x": "cdna3",
+    "gaudi3": "gaudi3",
+    "tpu-v5e": "tpu-v5e",
+    "tpu-v6e": "tpu-v6e",
+    "m2-ultra": "apple-m2",
+}
+"""Catalog device -> its architecture (the key of `FAMILY_FRACTION`); other devices have none."""
+
+FAMILY_FRACTION: dict[tuple[str, str], float] = {
+    ("hopper", "fp8"): 0.67,  # DeepGEMM dense FP8 table, H800: 1,304-1,358 of 1,979 TFLOPS
+    # AMD max-achievable FLOPs (ROCm blog, Table 1): TFLOPS / dense peak
+    ("mi300x", "fp16"): 654.0 / 1307.4,
+    ("mi300x", "bf16"): 708.0 / 1307.4,
+    ("mi300x", "fp8"): 1273.0 / 2614.9,
+    ("mi325x", "fp16"): 794.0 / 1307.4,
+    ("mi325x", "bf16"): 843.0 / 1307.4,
+    ("mi325x", "fp8"): 1519.0 / 2614.9,
+}
+"""(device or architecture, rate family) -> attained fraction of that family's peak (module
+doc, sources)."""
+
+
+def matmul_fraction_for(hw: Hardware, family: str) -> float:
+    """The fraction of `hw`'s `family` peak a large GEMM attains (see the module doc)."""
+    eff = efficiency_for(hw)
+    if "matmul_fraction" in dict(hw.efficiency):  # a calibrated device keeps its own
+        return eff.matmul_fraction
+    own = FAMILY_FRACTION.get((hw.name, family))
+    if own is not None:
+        return own
+    arch = ARCHITECTURE.get(hw.name)
+    if arch is None:
+        return eff.matmul_fraction
+    return FAMILY_FRACTION.get((arch, family), eff.matmul_fraction)
 
 
 def systolic_side(hw: Hardware) -> int:

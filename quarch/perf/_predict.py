@@ -34,6 +34,14 @@ every layer).
   device has a price.
 - **Band**: the device's `Efficiency.band` multipliers (calibration residuals or the class
   default, see `_efficiency.py`).
+- **Engine** (`engine=`, see `_engine.py`; default `ideal`, which adds nothing): the scenario's
+  LM head and embedding become 16-bit where the engine keeps them so; prefill and decode ops pay
+  the engine's per-kernel cost (graph replay or eager launch) and its attention kernel's
+  efficiency, and all-reduces carry the 16-bit residual stream where the engine reduces it;
+  TTFT adds one per-step host cost and TPOT one per step; with activations narrower than 16
+  bits, an engine that quantizes them in a kernel of its own adds, per quantized GEMM, a kernel
+  reading the 16-bit input and writing the narrow one (its time is in TTFT and TPOT, not in the
+  per-op breakdown, and counts as busy time for energy).
 """
 
 from __future__ import annotations
@@ -44,20 +52,23 @@ from functools import cached_property
 
 from quarch.hardware import Hardware, load_hardware
 from quarch.models import ModelSpec, load_model_spec
+from quarch.perf._engine import HIGH_PRECISION_FORMAT, Engine, resolve_engine
 from quarch.perf._graph import decode_ops, prefill_ops
 from quarch.perf._memory import MemoryBreakdown, memory_per_device
-from quarch.perf._ops import Op
+from quarch.perf._ops import Op, OpKind
 from quarch.perf._plan import Plan, check_plan
 from quarch.perf._roofline import (
+    FAMILY_BITS,
     Bound,
     Machine,
     OpRow,
     OpTime,
+    engine_machine,
     machine,
     op_row,
     row_to_op_time,
 )
-from quarch.perf._scenario import Scenario
+from quarch.perf._scenario import Scenario, bits_per_element
 
 _Shown = tuple[tuple[int, tuple[tuple[Op, float], ...]], ...]
 """For each KV-dependent decode op (by index): its graphs' ops and weights, to average for show."""
@@ -87,8 +98,12 @@ class Prediction:
         energy_per_output_token_j: `energy_j` over output tokens.
         cost_per_million_tokens_usd: per million prompt + output tokens, or None without price.
         band: `(low, high)` multipliers bracketing measured times.
-        overhead_s: the per-kernel overhead used.
+        overhead_s: the per-kernel overhead of decode ops.
         plan: the per-layer formats and overheads predicted (None: the scenario's everywhere).
+        engine: the serving engine's profile name (`ideal`: nothing added).
+        prefill_overhead_s: the per-kernel overhead of prefill ops (None: `overhead_s`).
+        step_overhead_s: the engine's host time per forward pass, in TTFT and in every TPOT.
+        act_quant_s: (prefill, one decode step) time of separate activation-quantization kernels.
 
     Properties `prefill` and `decode` give the per-op breakdown (`OpTime`s; decode's attention
     ops averaged over the steps, so they sum to `tpot_s`), built on first access.
@@ -119,13 +134,16 @@ class Prediction:
     decode_rows: tuple[OpRow, ...] = field(repr=False, compare=False)
     decode_shown: _Shown = field(default=(), repr=False, compare=False)
     plan: Plan | None = field(default=None, repr=False)
+    engine: str = "ideal"
+    prefill_overhead_s: float | None = None
+    step_overhead_s: float = 0.0
+    act_quant_s: tuple[float, float] = (0.0, 0.0)
 
     @cached_property
     def prefill(self) -> tuple[OpTime, ...]:
         """The prefill's op times, in execution order."""
-        return tuple(
-            row_to_op_time(r, self.overhead_s, self.memory_level) for r in self.prefill_rows
-        )
+        ovh = self.overhead_s if self.prefill_overhead_s is None else self.prefill_overhead_s
+        return tuple(row_to_op_time(r, ovh, self.memory_level) for r in self.prefill_rows)
 
     @cached_property
     def decode(self) -> tuple[OpTime, ...]:
@@ -352,6 +370,7 @@ def predict(
     plan: Plan | None = None,
     *,
     memory_level: int | None = None,
+    engine: Engine | str | None = None,
 ) -> Prediction:
     """Predict serving `scenario` of model `spec` on device `hw` (see the module doc).
 
@@ -364,13 +383,18 @@ def predict(
             equally planned layers, memory summed layer by layer on each pipeline stage.
         memory_level: index of `hw.memory` every op reads from; None picks the fastest level
             that holds the device's bytes (see the module doc).
+        engine: the serving engine (an `Engine` or a profile name, see `_engine.py`); None is
+            `ideal`, which adds nothing to the kernels.
 
     Raises:
         ValueError: a scenario that does not fit the model, communication the device cannot
             do (no interconnect, a group larger than its scale-up domain), a plan of another
-            layer count, or a memory level `hw` does not have.
+            layer count, a memory level `hw` does not have, or an unknown engine.
         TypeError: a plan that is not a `Plan`.
     """
+    eng = resolve_engine(engine)
+    if eng.high_precision_head:
+        scenario = _with_16bit_head(scenario)
     if isinstance(spec, str):
         spec = load_model_spec(spec)
     if isinstance(hw, str):
@@ -381,8 +405,8 @@ def predict(
         level = memory_level_for(hw, memory.total_bytes)
     else:
         level = _check_level(hw, memory_level)
-    mc = machine(hw)
-    prefill = tuple([op_row(op, mc, level) for op in prefill_ops(spec, scenario, plan)])
+    mc_pre, mc = _machines(hw, eng, scenario)
+    prefill = tuple([op_row(op, mc_pre, level) for op in prefill_ops(spec, scenario, plan)])
     p, steps = scenario.prompt_len, scenario.output_len - 1
     first = decode_ops(spec, scenario, p, plan)
     if steps > 1:
@@ -392,8 +416,16 @@ def predict(
         segments = [(first, first, 1)]
     decode, shown = _decode_rows(segments, mc, level)
     ovh = mc.overhead_s
-    ttft, prefill_busy = _totals(prefill, ovh)
+    ttft, prefill_busy = _totals(prefill, mc_pre.overhead_s)
     tpot, decode_busy = _totals(decode, ovh)
+    quant = (0.0, 0.0)
+    if eng.act_quant_kernel:
+        quant = (_act_quant_s(prefill, mc_pre, level), _act_quant_s(decode, mc, level))
+        ttft, tpot = ttft + quant[0], tpot + quant[1]
+        prefill_busy += quant[0]
+        decode_busy += quant[1]
+    ttft += eng.step_overhead_s
+    tpot += eng.step_overhead_s
     e2e = ttft + steps * tpot
     tokens = scenario.batch * (p + scenario.output_len)
     outputs = scenario.batch * scenario.output_len
@@ -432,7 +464,66 @@ def predict(
         decode_rows=decode,
         decode_shown=shown,
         plan=plan,
+        engine=eng.name,
+        prefill_overhead_s=None if eng.is_ideal else mc_pre.overhead_s,
+        step_overhead_s=eng.step_overhead_s,
+        act_quant_s=quant,
     )
+
+
+def _with_16bit_head(scenario: Scenario) -> Scenario:
+    """`scenario` with the embedding and LM head in 16-bit, unless an override names them or
+    the weights are already at least 16 bits wide."""
+    if bits_per_element(scenario.weight_format) >= 16:
+        return scenario
+    table = dict(scenario.weight_overrides)
+    named = {key.rsplit(".", 1)[-1] for key in table} | set(table)
+    added = {
+        role: HIGH_PRECISION_FORMAT
+        for role in ("embedding", "lm_head")
+        if role not in named and ("embed" if role == "embedding" else "head") not in named
+    }
+    if not added:
+        return scenario
+    return replace(scenario, weight_overrides={**table, **added})
+
+
+def _machines(hw: Hardware, eng: Engine, scenario: Scenario) -> tuple[Machine, Machine]:
+    """The (prefill, decode) machines: the device as `eng` runs each pass."""
+    mc = machine(hw)
+    if eng.is_ideal:
+        return mc, mc
+    graph = mc.overhead_s
+    eager = max(eng.eager_launch_s, graph)  # an eager launch never costs less than a replay
+    pre = graph if eng.prefill_cuda_graphs else eager
+    dec = graph if eng.decode_graphed(scenario.seqs_per_replica) else eager
+    frac, bw, res = (
+        eng.attention_fraction,
+        eng.attention_bandwidth_fraction,
+        eng.residual_comm_16bit,
+    )
+    return engine_machine(hw, pre, frac, bw, res), engine_machine(hw, dec, frac, bw, res)
+
+
+def _act_quant_s(rows: tuple[OpRow, ...], mc: Machine, level: int) -> float:
+    """Time of the separate kernels quantizing each narrow-activation GEMM's 16-bit input.
+
+    One kernel per GEMM instance whose matrix unit runs a family narrower than 16 bits: it reads
+    the `rows × k` input at 16 bits, writes it at the activation format's width and pays one
+    kernel overhead (expert GEMMs: their dispatched rows).
+    """
+    total = 0.0
+    bw = mc.bytes_per_s[level]
+    for op, *_ in rows:
+        if op.kind is not OpKind.MATMUL or op.k <= 0:
+            continue
+        key = mc.plan(op.weight_format, op.act_format).key
+        if FAMILY_BITS.get(key, 16) >= 16:
+            continue
+        elements = op.m * op.k * op.batch
+        moved = elements * (2.0 + bits_per_element(op.act_format) / 8)
+        total += op.count * (moved / bw + mc.overhead_s)
+    return total
 
 
 def _check_level(hw: Hardware, level: object) -> int:

@@ -38,7 +38,7 @@ per-channel scales are applied in the epilogue and cost nothing here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import lru_cache
 
@@ -48,6 +48,7 @@ from quarch.perf._efficiency import (
     bandwidth_fraction,
     efficiency_for,
     gemm_tile_factor,
+    matmul_fraction_for,
 )
 from quarch.perf._ops import CommKind, Op, OpKind
 from quarch.perf._scenario import bits_per_element
@@ -280,6 +281,16 @@ class Machine:
     gemm_factors: dict[tuple[int, int, int, int], tuple[float, int]]  # memo by (m, n, k, batch)
     attention_factors: dict[tuple[int, int, int], float]  # memo by (m, n, batch)
     rows: dict[tuple[int, int], OpRow]  # memo of op_row by (id(op), memory level), see there
+    fractions: dict[str, float]  # memo of matmul_fraction_for by rate family
+    kv_bandwidth_fraction: float = 1.0  # share of `bytes_per_s` attention's KV reads reach
+    residual_comm: bool = False  # all-reduces and pipeline sends carry 16-bit activations
+
+    def matmul_fraction(self, family: str) -> float:
+        """The attained fraction of the `family` peak for GEMMs (see `matmul_fraction_for`)."""
+        found = self.fractions.get(family)
+        if found is None:
+            found = self.fractions[family] = matmul_fraction_for(self.hw, family)
+        return found
 
     def plan(self, stored_format: str, act_format: str) -> RatePlan:
         key = (stored_format, act_format)
@@ -306,6 +317,41 @@ def machine(hw: Hardware) -> Machine:
         gemm_factors={},
         attention_factors={},
         rows={},
+        fractions={},
+    )
+
+
+@lru_cache(maxsize=256)
+def engine_machine(
+    hw: Hardware,
+    overhead_s: float,
+    attention_fraction: float | None,
+    kv_bandwidth: float,
+    residual_comm: bool = False,
+) -> Machine:
+    """`machine(hw)` as an engine runs it: per-kernel cost `overhead_s`, attention at
+    `attention_fraction` of the matrix peak (None: the device's), its KV reads at
+    `kv_bandwidth` of the attained bandwidth, and with `residual_comm` all-reduces and pipeline
+    sends of narrow activations carried at 16 bits (see `_engine.py`). The shape memos are
+    shared with `machine(hw)`; the op-row memo is its own, since rows carry these effects."""
+    base = machine(hw)
+    eff = base.eff
+    if attention_fraction is not None:
+        eff = replace(eff, attention_fraction=attention_fraction)
+    return Machine(
+        hw=hw,
+        eff=eff,
+        units=base.units,
+        vector_flops_per_s=base.vector_flops_per_s,
+        bytes_per_s=base.bytes_per_s,
+        overhead_s=overhead_s,
+        plans=base.plans,
+        gemm_factors=base.gemm_factors,
+        attention_factors=base.attention_factors,
+        rows={},
+        fractions=base.fractions,
+        kv_bandwidth_fraction=kv_bandwidth,
+        residual_comm=residual_comm,
     )
 
 
@@ -344,7 +390,8 @@ def comm_time_s(op: Op, hw: Hardware) -> float:
     return _comm_s(op, hw, efficiency_for(hw))
 
 
-def _comm_s(op: Op, hw: Hardware, eff: Efficiency) -> float:
+def _comm_s(op: Op, hw: Hardware, eff: Efficiency, scale: float = 1.0) -> float:
+    """`comm_time_s` with the payload multiplied by `scale`."""
     g = op.comm_group
     if op.comm is CommKind.NONE or g <= 1 or op.comm_bytes <= 0:
         return 0.0
@@ -360,7 +407,7 @@ def _comm_s(op: Op, hw: Hardware, eff: Efficiency) -> float:
         )
     bw = ic.link_bytes_per_s * eff.comm_fraction
     bw *= _link_factor(ic.topology, max(g, 2), ic.max_devices)
-    b, lat = op.comm_bytes, ic.latency_s
+    b, lat = op.comm_bytes * scale, ic.latency_s
     match op.comm:
         case CommKind.ALLREDUCE:
             return 2 * (g - 1) / g * b / bw + 2 * (g - 1) * lat
@@ -397,7 +444,7 @@ def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
                 mc.gemm_factors.clear()  # bounded: new scenarios bring new shapes
             mc.gemm_factors[gkey] = found
         factor, rows = found
-        frac = eff.matmul_fraction
+        frac = mc.matmul_fraction(plan.key)
         uses = -(-op.m // rows)
     matrix_s = op.flops * factor / (plan.flops_per_s * frac)
     vector_flops = 0.0
@@ -440,9 +487,28 @@ def _op_row(op: Op, mc: Machine, memory_level: int) -> OpRow:
     else:
         compute_s = op.flops / mc.vector_flops_per_s if op.flops else 0.0
     memory_s = (op.weight_bytes + op.act_bytes + op.kv_bytes) / mc.bytes_per_s[memory_level]
-    comm_s = _comm_s(op, mc.hw, mc.eff) if op.comm is not CommKind.NONE else 0.0
+    if kind is OpKind.ATTENTION and mc.kv_bandwidth_fraction != 1.0:
+        # the engine's attention kernel reads the KV cache below streaming bandwidth
+        memory_s += (
+            op.kv_bytes / mc.bytes_per_s[memory_level] * (1.0 / mc.kv_bandwidth_fraction - 1.0)
+        )
+    comm_s = 0.0
+    if op.comm is not CommKind.NONE:
+        comm_s = _comm_s(op, mc.hw, mc.eff, _residual_scale(op) if mc.residual_comm else 1.0)
     work = max(compute_s, memory_s, comm_s)
     return (op, compute_s, memory_s, comm_s, work + mc.overhead_s, key, factor, convert_s)
+
+
+def _residual_scale(op: Op) -> float:
+    """How much wider than the op's activation format a 16-bit residual payload is (>= 1).
+
+    Engines reduce (and send between pipeline stages) the 16-bit residual stream whatever the
+    activation format; all-to-alls (MoE dispatch) keep the op's own width.
+    """
+    if op.comm is CommKind.ALLTOALL:
+        return 1.0
+    width = bits_per_element(op.act_format)
+    return 16.0 / width if width < 16 else 1.0
 
 
 def bound_of(compute_s: float, memory_s: float, comm_s: float, overhead_s: float) -> Bound:

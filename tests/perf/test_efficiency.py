@@ -120,3 +120,66 @@ def test_systolic_tiles_derived_from_the_peak() -> None:
 def test_efficiency_is_a_spec() -> None:
     with pytest.raises(TypeError):
         Efficiency(matmul_fraction=0.5)  # type: ignore[call-arg]
+
+
+def test_matmul_fraction_by_format_family_and_architecture() -> None:
+    from quarch.perf._efficiency import ARCHITECTURE, FAMILY_FRACTION, matmul_fraction_for
+
+    h100, a100 = load_hardware("h100-sxm"), load_hardware("a100-sxm")
+    default = efficiency_for(h100).matmul_fraction
+    assert ARCHITECTURE["h100-sxm"] == ARCHITECTURE["h200-sxm"] == "hopper"
+    assert matmul_fraction_for(h100, "fp8") == FAMILY_FRACTION[("hopper", "fp8")] == 0.67
+    assert matmul_fraction_for(h100, "bf16") == default  # no source says otherwise
+    assert matmul_fraction_for(a100, "fp8") == efficiency_for(a100).matmul_fraction
+    # a device outside the architecture table, and a calibrated device, keep their own fraction
+    custom = replace(h100, name="my-hopper")
+    assert matmul_fraction_for(custom, "fp8") == default
+    calibrated = replace(h100, name="h100-sxm", efficiency={"matmul_fraction": 0.7})
+    assert matmul_fraction_for(calibrated, "fp8") == 0.7
+
+
+def test_fp8_gemm_priced_at_its_family_fraction() -> None:
+    from quarch.perf import Op, OpKind, op_time
+
+    h100 = load_hardware("h100-sxm")
+    m = n = k = 8192
+
+    def gemm(fmt: str) -> Op:
+        return Op(
+            name="g",
+            kind=OpKind.MATMUL,
+            group="g",
+            count=1,
+            m=m,
+            n=n,
+            k=k,
+            flops=2.0 * m * n * k,
+            weight_bytes=k * n,
+            act_bytes=m * (k + n),
+            weight_format=fmt,
+            act_format=fmt,
+            kv_format=fmt,
+        )
+
+    fp8, bf16 = op_time(gemm("fp8_e4m3"), h100), op_time(gemm("bf16"), h100)
+    assert fp8.rate_key == "fp8" and bf16.rate_key == "bf16"
+    peak = h100.matrix_flops_per_s
+    expected = (2.0 * m * n * k * fp8.shape_factor) / (peak["fp8"] * 0.67)
+    assert fp8.compute_s == pytest.approx(expected, rel=1e-12)
+    frac = efficiency_for(h100).matmul_fraction
+    assert bf16.compute_s == pytest.approx(
+        2.0 * m * n * k * bf16.shape_factor / (peak["bf16"] * frac), rel=1e-12
+    )
+
+
+def test_device_entries_take_precedence_over_the_architecture() -> None:
+    from quarch.perf._efficiency import FAMILY_FRACTION, matmul_fraction_for
+
+    mi300x, mi325x = load_hardware("mi300x"), load_hardware("mi325x")
+    # AMD's max-achievable FLOPs over the dense peaks: the hotter-clocked MI325X attains more
+    assert matmul_fraction_for(mi300x, "bf16") == pytest.approx(708.0 / 1307.4)
+    assert matmul_fraction_for(mi300x, "fp8") == FAMILY_FRACTION[("mi300x", "fp8")]
+    for family in ("fp16", "bf16", "fp8"):
+        assert matmul_fraction_for(mi325x, family) > matmul_fraction_for(mi300x, family)
+    # a family without an entry keeps the class default
+    assert matmul_fraction_for(mi300x, "int8") == efficiency_for(mi300x).matmul_fraction
