@@ -10,16 +10,17 @@ from quarch.eval._corpus import (
     select_text,
     text_from_file,
 )
-from quarch.eval._divergence import kl_divergence, kl_to_reference, reference_logits
+from quarch.eval._divergence import kl_to_reference, reference_logits
 from quarch.eval._perplexity import (
     PROTOCOL,
     PerplexityResult,
+    mean_nll,
     perplexity,
     token_windows,
     tokenize_text,
     window_logits,
-    window_nll_sum,
 )
+from quarch.eval._scores import NextTokenReference, kl_divergence, window_nll_sum
 from quarch.eval._tasks import LM_EVAL_EXTRA, evaluate_tasks
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "LM_EVAL_EXTRA",
     "PROTOCOL",
     "EvalText",
+    "NextTokenReference",
     "PerplexityResult",
     "TextPart",
     "builtin_text",
@@ -35,6 +37,7 @@ __all__ = [
     "evaluate_tasks",
     "kl_divergence",
     "kl_to_reference",
+    "mean_nll",
     "perplexity",
     "reference_logits",
     "select_text",

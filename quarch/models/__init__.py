@@ -1,5 +1,6 @@
 """quarch.models."""
 
+from quarch.models._blocks import decoder_blocks
 from quarch.models._config import (
     SUPPORTED_FAMILIES,
     list_models,
@@ -20,6 +21,7 @@ __all__ = [
     "ModelKind",
     "ModelSpec",
     "byte_tokenizer",
+    "decoder_blocks",
     "list_models",
     "load_model",
     "load_model_spec",

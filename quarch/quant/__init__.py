@@ -1,6 +1,7 @@
 """quarch.quant: QuantConfig, applying it to a torch model, and the PTQ methods."""
 
 from quarch.quant._apply import LayerReport, QuantReport, apply_config, plan_config, quantized
+from quarch.quant._cache import WeightCache
 from quarch.quant._calib import collect_calib
 from quarch.quant._config import QuantConfig, Role, Rule, TensorSpec
 from quarch.quant._kv import KVFormats
@@ -44,6 +45,7 @@ __all__ = [
     "SensitivityEntry",
     "SensitivityTable",
     "TensorSpec",
+    "WeightCache",
     "WeightResult",
     "WindowEval",
     "apply_config",
