@@ -1,7 +1,7 @@
 """quarch.quant: QuantConfig, applying it to a torch model, and the PTQ methods."""
 
 from quarch.quant._apply import LayerReport, QuantReport, apply_config, plan_config, quantized
-from quarch.quant._cache import WeightCache
+from quarch.quant._cache import DEFAULT_CACHE_BYTES, WeightCache
 from quarch.quant._calib import collect_calib
 from quarch.quant._config import QuantConfig, Role, Rule, TensorSpec
 from quarch.quant._kv import KVFormats
@@ -23,12 +23,14 @@ from quarch.quant._sensitivity import (
     SensitivityEntry,
     SensitivityTable,
     WindowEval,
+    config_cost,
     layer_groups,
     layer_sensitivity,
     measure_additivity,
 )
 
 __all__ = [
+    "DEFAULT_CACHE_BYTES",
     "METHODS",
     "Additivity",
     "AdditivityPoint",
@@ -50,6 +52,7 @@ __all__ = [
     "WindowEval",
     "apply_config",
     "collect_calib",
+    "config_cost",
     "get_method",
     "layer_groups",
     "layer_sensitivity",

@@ -5,7 +5,7 @@
 >>> [p.name for p in result.front]                             # doctest: +SKIP
 """
 
-from quarch.search._accuracy import AccuracyLab, Measured, WeightCache, float_calibration
+from quarch.search._accuracy import AccuracyLab, Measured
 from quarch.search._config import bits_per_weight, design_config
 from quarch.search._evaluate import Evaluation, Evaluator
 from quarch.search._explore import (
@@ -78,7 +78,6 @@ __all__ = [
     "StepResult",
     "StudySpec",
     "TemplateParam",
-    "WeightCache",
     "WeightOption",
     "bits_per_weight",
     "build_space",
@@ -87,7 +86,6 @@ __all__ = [
     "design_config",
     "dominates",
     "explore",
-    "float_calibration",
     "hypervolume",
     "layout_from_spec",
     "load_study",

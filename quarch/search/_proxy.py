@@ -4,7 +4,9 @@
 KV cache) and every non-float choice of it, the slot alone is quantized (the rest of the model
 float) and two costs are measured on the sensitivity windows: the change of mean NLL,
 `Δnll = nll − nll₀`, and the mean KL divergence from the float model's next-token distribution.
-The table is written to a JSON file in
+They are measured by `quarch.quant`'s sensitivity engine (`WindowEval`, `config_cost`: one
+batch of windows, run from the slot's first block on the cached float prefix, RTN weights from
+the lab's weight cache). The table is written to a JSON file in
 the output directory after every entry, so a killed study resumes where it stopped and a
 re-run with the same model and settings measures nothing again.
 
@@ -31,14 +33,20 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from quarch.quant import (
+    LayerCalib,
+    QuantConfig,
+    Role,
+    Rule,
+    WindowEval,
+    config_cost,
+    get_method,
+)
 from quarch.search._config import rule_patterns
 from quarch.search._layout import ATTN, MLP, PARTS
 from quarch.search._space import Design, DesignSpace
@@ -168,55 +176,6 @@ def needed_entries(space: DesignSpace) -> list[tuple[str, str, tuple[int, ...], 
     return out
 
 
-class _Scorer:
-    """Mean NLL and KL(float ‖ current) on fixed windows; float log-probs computed once.
-
-    When a slot's first layer is `start`, the blocks before it compute exactly what the float
-    model computes, so the float hidden state entering block `start` is cached per window and
-    only the blocks from `start` on are run (half the work on average). This is checked once:
-    running every block from block 0's cached input must give the full model's log-probs, else
-    the whole model is run every time.
-    """
-
-    def __init__(self, lab: Any, windows: torch.Tensor) -> None:
-        self.lab = lab
-        self.windows = windows  # [n, seqlen], run as one batch
-        self.targets = windows[:, 1:].reshape(-1)  # [n * (seqlen - 1)]
-        ref = self._full()
-        self.ref_p = ref.exp()
-        self.ref_plogp = float((self.ref_p * ref).sum())  # Σ p log p, for KL(p ‖ q)
-        per_block = [lab.block_inputs(windows[i : i + 1]) for i in range(windows.shape[0])]
-        self.inputs = [torch.cat(h) for h in zip(*per_block, strict=True)]  # per block [n, s, h]
-        self.prefix_exact = torch.allclose(self._logp(0), ref, rtol=1e-5, atol=1e-5)
-        self.base_nll, _ = self.score()
-
-    @torch.inference_mode()
-    def _full(self) -> torch.Tensor:
-        from quarch.eval import window_logits
-
-        logits = window_logits(self.lab.model, self.windows)[:, :-1]  # [n, s-1, V]
-        return torch.log_softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
-
-    def _logp(self, start: int) -> torch.Tensor:
-        logits = self.lab.logits_from(start, self.inputs[start])[:, :-1]  # [n, s-1, V]
-        return torch.log_softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
-
-    @torch.inference_mode()
-    def score(self, start: int = 0) -> tuple[float, float]:
-        """(mean NLL, mean KL) with blocks `start..` run (all when the prefix is not exact).
-
-        Raises:
-            ValueError: the quantized model's outputs are not finite.
-        """
-        logp = self._logp(start) if self.prefix_exact else self._full()
-        n = self.targets.numel()
-        nll = float(-logp.gather(1, self.targets[:, None]).sum()) / n
-        kl = (self.ref_plogp - float((self.ref_p * logp).sum())) / n
-        if not (math.isfinite(nll) and math.isfinite(kl)):
-            raise ValueError("the quantized model produced NaN/Inf log-probabilities")
-        return nll, kl
-
-
 def table_meta(lab: Any, space: DesignSpace, model_id: str) -> dict[str, Any]:
     s = lab.settings
     w = lab.sens_windows
@@ -259,17 +218,17 @@ def build_table(
     if table is not None and not missing:
         table.signal = signal
         return table
-    scorer = _Scorer(lab, lab.sens_windows)
+    ev = sensitivity_eval(lab)
     if table is None:
-        table = ProxyTable(meta=meta, base_nll=scorer.base_nll)
+        table = ProxyTable(meta=meta, base_nll=ev.base_nll)
     table.signal = signal
     done = len(needed) - len(missing)
     for slot, choice, layers, part in missing:
         if progress is not None:
             progress(done, len(needed), f"{slot}={choice}")
         t0 = time.perf_counter()
-        with _slot_applied(lab, space, slot, choice, layers, part):
-            nll, kl = scorer.score(start=min(layers))
+        config, calib = _slot_config(lab, space, slot, choice, layers, part)
+        nll, kl = config_cost(ev, config, calib=calib, weight_cache=lab.cache)
         table.entries[ProxyTable.key(slot, choice)] = SensEntry(
             slot=slot,
             choice=choice,
@@ -285,32 +244,30 @@ def build_table(
     return table
 
 
-@contextmanager
-def _slot_applied(
-    lab: Any, space: DesignSpace, slot: str, choice: str, layers: tuple[int, ...], part: str | None
-) -> Iterator[None]:
-    from quarch.quant import QuantConfig, Role, Rule, quantized
+def sensitivity_eval(lab: Any) -> WindowEval:
+    """The lab's sensitivity windows as one batch, with the float-prefix cache."""
+    windows = lab.sens_windows  # [n, seqlen]
+    return WindowEval(lab.model, windows, batch_size=int(windows.shape[0]))
 
+
+def _slot_config(
+    lab: Any, space: DesignSpace, slot: str, choice: str, layers: tuple[int, ...], part: str | None
+) -> tuple[QuantConfig, dict[str, LayerCalib] | None]:
+    """The config quantizing one slot alone, and the float statistics a calibrated method needs."""
     pats = rule_patterns(space, layers)
     role = slot_role(slot)
     if role == "weight":
-        pattern = pats[part] if part in (ATTN, MLP) else pats["both"]
         opt = space.options[choice]
         assert opt.format is not None
-        if opt.method.name == "rtn" and not opt.method.params:
-            with lab.rtn_weights({pattern: opt.format}):
-                yield
-            return
         rule = Rule(
-            pattern=pattern,
+            pattern=pats[part] if part in (ATTN, MLP) else pats["both"],
             role=Role.WEIGHT,
             format=opt.format,
             method=opt.method.name,
             params=dict(opt.method.params),
         )
-        with quantized(lab.model, QuantConfig(rules=(rule,)), calib=lab.float_stats()):
-            yield
-        return
+        calibrated = get_method(opt.method.name).needs_calibration
+        return QuantConfig(rules=(rule,)), lab.float_stats() if calibrated else None
     if role == "act":
         rules: tuple[Rule, ...] = (Rule(pattern=pats["both"], role=Role.INPUT, format=choice),)
     else:
@@ -318,5 +275,4 @@ def _slot_applied(
             Rule(pattern=pats["kv"], role=Role.K_CACHE, format=choice),
             Rule(pattern=pats["kv"], role=Role.V_CACHE, format=choice),
         )
-    with quantized(lab.model, QuantConfig(rules=rules)):
-        yield
+    return QuantConfig(rules=rules), None
