@@ -20,10 +20,19 @@ from quarch.eval._perplexity import (
     tokenize_text,
     window_logits,
 )
+from quarch.eval._pipeline import (
+    DTYPES,
+    eval_record,
+    package_versions,
+    parse_dtype,
+    print_eval,
+    run_eval,
+)
 from quarch.eval._scores import NextTokenReference, kl_divergence, window_nll_sum
 from quarch.eval._tasks import LM_EVAL_EXTRA, evaluate_tasks
 
 __all__ = [
+    "DTYPES",
     "KNOWN_DATASETS",
     "LM_EVAL_EXTRA",
     "PROTOCOL",
@@ -34,12 +43,17 @@ __all__ = [
     "builtin_text",
     "calibration_windows",
     "dataset_text",
+    "eval_record",
     "evaluate_tasks",
     "kl_divergence",
     "kl_to_reference",
     "mean_nll",
+    "package_versions",
+    "parse_dtype",
     "perplexity",
+    "print_eval",
     "reference_logits",
+    "run_eval",
     "select_text",
     "text_from_file",
     "token_windows",

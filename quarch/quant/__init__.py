@@ -17,6 +17,7 @@ from quarch.quant._methods_api import (
     rotate_model,
     rotation_matrix,
 )
+from quarch.quant._pipeline import run_quantize, run_sensitivity
 from quarch.quant._sensitivity import (
     Additivity,
     AdditivityPoint,
@@ -62,4 +63,6 @@ __all__ = [
     "reconstruction_error",
     "rotate_model",
     "rotation_matrix",
+    "run_quantize",
+    "run_sensitivity",
 ]
