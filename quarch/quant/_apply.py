@@ -48,7 +48,7 @@ from quarch.quant._methods_api import LayerCalib, Method, WeightResult
 
 @dataclass(frozen=True, kw_only=True)
 class LayerPlan:
-    """One layer to quantize: its specs, with their formats parsed once (`weight_format`,
+    """One layer to quantize: its specs and their parsed formats (`weight_format`,
     `input_format`)."""
 
     name: str
@@ -97,7 +97,6 @@ def plan_config(model: nn.Module, config: QuantConfig) -> Plan:
         names = candidates[rule.role]
         if not any(rule.matches(n) for n in names):
             raise ValueError(_unmatched_message(rule.pattern, str(rule.role), names))
-    parse = _FormatParser()
     layers: dict[str, LayerPlan] = {}
     for name in linears + embeddings:
         ex = name in excluded
@@ -113,8 +112,8 @@ def plan_config(model: nn.Module, config: QuantConfig) -> Plan:
             kind=kind,
             weight=w,
             input=x,
-            weight_format=parse(w),
-            input_format=parse(x),
+            weight_format=None if w is None else w.fmt,
+            input_format=None if x is None else x.fmt,
         )
     kv: dict[str, KVFormats] = {}
     for name in attn:
@@ -122,7 +121,8 @@ def plan_config(model: nn.Module, config: QuantConfig) -> Plan:
         v = config.spec_for(name, Role.V_CACHE)
         if k is None and v is None:
             continue
-        kf, vf = parse(k), parse(v)
+        kf = None if k is None else k.fmt
+        vf = None if v is None else v.fmt
         for f, role in ((kf, "k_cache"), (vf, "v_cache")):
             if f is not None:
                 check_kv_format(f, where=f"{name} {role}")
@@ -139,21 +139,6 @@ def _unmatched_message(pattern: str, role: str, names: list[str]) -> str:
         f"rule {pattern!r} (role {role}) matches no layer of this model;{hint} "
         f"{role} layers look like: {names[:3] + names[-2:] if names else 'none'}"
     )
-
-
-class _FormatParser:
-    """A spec's `Format`, each distinct format string of one config parsed once."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, Format] = {}
-
-    def __call__(self, spec: TensorSpec | None) -> Format | None:
-        if spec is None or spec.format is None:
-            return None
-        fmt = self._seen.get(spec.format)
-        if fmt is None:
-            fmt = self._seen[spec.format] = Format.parse(spec.format)
-        return fmt
 
 
 def _method(spec: TensorSpec) -> Method:

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quarch.quant._config import QuantConfig, Role, _role, available_methods, check_format
+from quarch.quant._config import QuantConfig, Role, _role, available_methods, parse_format
 
 if TYPE_CHECKING:
     import torch
@@ -168,7 +168,7 @@ def run_sensitivity(
     )
 
     t0 = time.perf_counter()
-    check_format(fmt, where="--weights/--format")
+    parse_format(fmt, where="--weights/--format")
     tensor_role = _role(role)
     get_method(method).resolve_params(params)
     text = select_text(text_file=text_file, dataset=dataset)

@@ -272,3 +272,22 @@ def test_calibration_statistics_match_the_captured_inputs() -> None:
         assert torch.equal(got.act_absmax, want.act_absmax)
         assert got.num_tokens == 48 and got.samples.shape == (48, 64)
     assert stats[names[0]].hessian is not stats[names[1]].hessian  # each its own tensors
+
+
+def test_each_format_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config's format strings are parsed when it is built; applying it parses none again,
+    however many layers take each format."""
+    parsed: list[str] = []
+    original = Format.parse
+
+    def counting(text: str) -> Format:
+        parsed.append(text)
+        return original(text)
+
+    monkeypatch.setattr(Format, "parse", staticmethod(counting))
+    config = QuantConfig.uniform(weights="int4_g32", acts="fp8_e4m3_c", kv="int8")
+    assert sorted(parsed) == ["fp8_e4m3_c", "int4_g32", "int8"]
+    model = tiny()
+    report = apply_config(model, config, progress=False)
+    assert sorted(parsed) == ["fp8_e4m3_c", "int4_g32", "int8"]
+    assert sum(r.weight_format is not None for r in report.layers) == 14
