@@ -13,18 +13,21 @@ re-run with the same model and settings measures nothing again.
 **Proxy.** Quantization errors of different layers add up, to first order, in the log-likelihood
 (the additivity `quarch.quant.measure_additivity` checks), so a design's proxy NLL is
 
-    nll(design) = nll_float(eval) + Σ_role α_role · Σ_{slots of role} cost(slot, choice)
+    nll(design) = nll_float(eval) + Σ_kind α_kind · Σ_{slots of kind} cost(slot, choice)
 
-with roles weight, act and KV, and perplexity = exp(nll). The cost summed is the KL divergence
+with slot kinds weight, act and kv, and perplexity = exp(nll). A slot's kind names the tensors
+it sets by `quarch.quant.Role`: weight slots the `WEIGHT` of their linear layers, act slots the
+`INPUT` of every linear layer of their blocks, kv slots the `K_CACHE` and `V_CACHE` of their
+attention modules (`slot_roles`). The cost summed is the KL divergence
 by default (`signal="kl"`): on a few hundred tokens Δnll is dominated by noise for mild
 quantization (it is often negative, e.g. −0.0001 nats for an int4 MLP group whose KL is 0.13 on
 SmolLM2-135M), while the KL is non-negative and far steadier, and its expectation is the
 expected NLL increase when the text follows the float model's distribution. `signal="nll"` sums
-Δnll instead. `α_role` is fitted (least squares
+Δnll instead. `α_kind` is fitted (least squares
 through the origin) on the uniform baselines, which are measured for real on the eval windows
 before the search: it absorbs both the shift from the sensitivity windows to the eval windows
 and the compounding (or cancelling) of errors when every group is quantized at once, which a
-plain sum misses. Without baselines of a role, α = 1. Clamped to [0, 10] against noise.
+plain sum misses. Without baselines of a kind, α = 1. Clamped to [0, 10] against noise.
 """
 
 from __future__ import annotations
@@ -52,14 +55,33 @@ from quarch.search._layout import ATTN, MLP, PARTS
 from quarch.search._space import Design, DesignSpace
 from quarch.search._study import FLOAT
 
-ROLES = ("weight", "act", "kv")
+KINDS = ("weight", "act", "kv")
+"""Slot kinds, the keys of α (see the module doc)."""
+
+_SLOTS: dict[str, tuple[str, tuple[Role, ...]]] = {
+    "w": ("weight", (Role.WEIGHT,)),
+    "a": ("act", (Role.INPUT,)),
+    "kv": ("kv", (Role.K_CACHE, Role.V_CACHE)),
+}
+"""Slot name head -> (kind, the tensor roles the slot sets)."""
 ALPHA_MAX = 10.0
 
 
-def slot_role(slot: str) -> str:
-    """`weight`, `act` or `kv` from a slot name (`w.l0-4.attn`, `a.l0-4`, `kv.l0-4`)."""
+def _slot(slot: str) -> tuple[str, tuple[Role, ...]]:
     head = slot.split(".", 1)[0]
-    return {"w": "weight", "a": "act", "kv": "kv"}[head]
+    if head not in _SLOTS:
+        raise ValueError(f"not a slot of the proxy: {slot!r} (w.*, a.* or kv.*)")
+    return _SLOTS[head]
+
+
+def slot_kind(slot: str) -> str:
+    """`weight`, `act` or `kv` from a slot name (`w.l0-4.attn`, `a.l0-4`, `kv.l0-4`)."""
+    return _slot(slot)[0]
+
+
+def slot_roles(slot: str) -> tuple[Role, ...]:
+    """The tensor roles a slot sets (`kv.l0-4`: `K_CACHE` and `V_CACHE`)."""
+    return _slot(slot)[1]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +102,7 @@ class ProxyTable:
     entries: dict[str, SensEntry] = field(default_factory=dict)
     signal: str = "kl"  # "kl" or "nll": which cost the proxy sums
     eval_float_nll: float | None = None
-    alpha: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ROLES, 1.0))
+    alpha: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 1.0))
 
     @staticmethod
     def key(slot: str, choice: str) -> str:
@@ -91,29 +113,29 @@ class ProxyTable:
         return e.kl if self.signal == "kl" else e.delta_nll
 
     def deltas(self, design: Design) -> dict[str, float]:
-        """Σ cost per role over the design's non-float slot choices."""
-        out = dict.fromkeys(ROLES, 0.0)
+        """Σ cost per slot kind over the design's non-float slot choices."""
+        out = dict.fromkeys(KINDS, 0.0)
         for slot, choice in design.items:
             if slot.startswith("hw.") or choice == FLOAT:
                 continue
-            out[slot_role(slot)] += self.cost(slot, choice)
+            out[slot_kind(slot)] += self.cost(slot, choice)
         return out
 
     def proxy_nll(self, design: Design) -> float:
         base = self.eval_float_nll if self.eval_float_nll is not None else self.base_nll
         d = self.deltas(design)
-        return base + sum(self.alpha[r] * d[r] for r in ROLES)
+        return base + sum(self.alpha[r] * d[r] for r in KINDS)
 
     def proxy_ppl(self, design: Design) -> float:
         return math.exp(self.proxy_nll(design))
 
     def fit_alpha(self, measured: list[tuple[Design, float]]) -> dict[str, float]:
-        """Fit α per role on (design, measured eval NLL) pairs of single-role designs."""
+        """Fit α per kind on (design, measured eval NLL) pairs of single-kind designs."""
         assert self.eval_float_nll is not None
-        sums = {r: [0.0, 0.0] for r in ROLES}  # Σ pred·meas, Σ pred²
+        sums = {r: [0.0, 0.0] for r in KINDS}  # Σ pred·meas, Σ pred²
         for design, nll in measured:
             d = self.deltas(design)
-            active = [r for r in ROLES if d[r] != 0.0]
+            active = [r for r in KINDS if d[r] != 0.0]
             if len(active) != 1:
                 continue
             r = active[0]
@@ -147,7 +169,7 @@ class ProxyTable:
             base_nll=float(data["base_nll"]),
             entries=entries,
             eval_float_nll=data.get("eval_float_nll"),
-            alpha=dict(data.get("alpha") or dict.fromkeys(ROLES, 1.0)),
+            alpha=dict(data.get("alpha") or dict.fromkeys(KINDS, 1.0)),
             signal=str(data.get("signal", "kl")),
         )
 
@@ -255,8 +277,8 @@ def _slot_config(
 ) -> tuple[QuantConfig, dict[str, LayerCalib] | None]:
     """The config quantizing one slot alone, and the float statistics a calibrated method needs."""
     pats = rule_patterns(space, layers)
-    role = slot_role(slot)
-    if role == "weight":
+    roles = slot_roles(slot)
+    if roles == (Role.WEIGHT,):
         opt = space.options[choice]
         assert opt.format is not None
         rule = Rule(
@@ -268,11 +290,9 @@ def _slot_config(
         )
         calibrated = get_method(opt.method.name).needs_calibration
         return QuantConfig(rules=(rule,)), lab.float_stats() if calibrated else None
-    if role == "act":
-        rules: tuple[Rule, ...] = (Rule(pattern=pats["both"], role=Role.INPUT, format=choice),)
-    else:
-        rules = (
-            Rule(pattern=pats["kv"], role=Role.K_CACHE, format=choice),
-            Rule(pattern=pats["kv"], role=Role.V_CACHE, format=choice),
-        )
+    rules = tuple(Rule(pattern=pats[_ROLE_PATTERN[r]], role=r, format=choice) for r in roles)
     return QuantConfig(rules=rules), None
+
+
+_ROLE_PATTERN = {Role.INPUT: "both", Role.K_CACHE: "kv", Role.V_CACHE: "kv"}
+"""Which of `rule_patterns`' patterns an activation or KV-cache role is set on."""

@@ -27,7 +27,7 @@ from quarch.search import (
     design_config,
     study_from_dict,
 )
-from quarch.search._proxy import needed_entries, sensitivity_eval
+from quarch.search._proxy import needed_entries, sensitivity_eval, slot_kind, slot_roles
 
 from .conftest import TINY_STUDY
 
@@ -169,3 +169,11 @@ def test_calibrated_method_designs(tmp_path) -> None:
     assert gptq.measured is not None and math.isfinite(gptq.measured.ppl)
     config = design_config(result.space, gptq.design)
     assert {r.method for r in config.rules} == {"gptq"}
+
+
+def test_slots_name_their_tensors_by_role() -> None:
+    assert slot_roles("w.l0-4.attn") == (Role.WEIGHT,) and slot_kind("w.l0-4") == "weight"
+    assert slot_roles("a.l0-4") == (Role.INPUT,) and slot_kind("a.l0-4") == "act"
+    assert slot_roles("kv.l0-4") == (Role.K_CACHE, Role.V_CACHE) and slot_kind("kv.l5") == "kv"
+    with pytest.raises(ValueError, match=r"hw\.device"):
+        slot_kind("hw.device")
