@@ -143,9 +143,9 @@ class WindowEval:
             logits, inputs = self._reference_pass(batch)
             self.references.append(NextTokenReference(logits, batch))
             self.block_inputs.append(inputs)
-            if self.prefix_exact:
-                from_zero = self._logits_from(0, inputs[0])
-                self.prefix_exact = torch.allclose(from_zero, logits, rtol=1e-5, atol=1e-5)
+            self.prefix_exact = self.prefix_exact and bool(inputs) and self._exact(inputs, logits)
+        if not self.prefix_exact:
+            self.block_inputs = [[] for _ in self.batches]  # not used: free the memory
         self.base_nll, _ = self.evaluate()
 
     @property
@@ -216,6 +216,11 @@ class WindowEval:
             self.blocks = None  # the blocks were not each run once: no prefix cache
             found = []
         return logits, found
+
+    @torch.inference_mode()
+    def _exact(self, inputs: list[torch.Tensor], logits: torch.Tensor) -> bool:
+        """Whether running every block from block 0's kept input gives the model's logits."""
+        return torch.allclose(self._logits_from(0, inputs[0]), logits, rtol=1e-5, atol=1e-5)
 
     def _logits_from(self, start: int, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits of the blocks from `start` on, given the hidden state entering it."""
