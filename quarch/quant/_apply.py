@@ -354,9 +354,15 @@ def apply_config(
     weight_cache: round-to-nearest weights are taken from (and added to) this cache; it must
         belong to this model (see `WeightCache`).
     Raises ValueError: a rule matching no layer, a non-finite weight (naming the layer), a method
-        needing calibration without windows, a KV format whose scales span tokens.
+        needing calibration without windows, a KV format whose scales span tokens, a rotation
+        with a weight cache.
     """
     t0 = time.perf_counter()
+    if weight_cache is not None and config.rotation is not None:
+        raise ValueError(
+            f"a weight cache holds the model's unrotated weights; rotation {config.rotation!r} "
+            "changes them: apply a rotated config without weight_cache"
+        )
     plan = plan_config(model, config)
     modules = dict(model.named_modules())
     _check_finite(plan, modules, weight_cache)

@@ -16,6 +16,7 @@ from quarch.quant import (
     QuantLinear,
     Role,
     Rule,
+    WeightCache,
     apply_config,
     quantized,
 )
@@ -291,3 +292,28 @@ def test_each_format_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     report = apply_config(model, config, progress=False)
     assert sorted(parsed) == ["fp8_e4m3_c", "int4_g32", "int8"]
     assert sum(r.weight_format is not None for r in report.layers) == 14
+
+
+def test_weight_cache_reuses_rtn_weights_exactly() -> None:
+    x = tokens()
+    config = QuantConfig.from_dict(
+        {
+            "rules": [
+                {"pattern": "layers.0", "role": "weight", "format": "int4_g32"},
+                {"pattern": "layers.1", "role": "weight", "format": "mxfp4", "method": "gptq"},
+            ],
+            "default": {"input": "fp8_e4m3_c"},
+        }
+    )
+    model = tiny()
+    windows = tokens(seed=7, n=2, seqlen=16)
+    with quantized(model, config, calib_windows=windows):
+        expected = logits(model, x)
+    cache = WeightCache()
+    for round_ in range(2):
+        with quantized(model, config, calib_windows=windows, weight_cache=cache):
+            assert torch.equal(logits(model, x), expected), round_
+    assert (cache.misses, cache.hits) == (7, 7)  # layer 0's RTN linears only; GPTQ not cached
+    with pytest.raises(ValueError, match="rotation 'hadamard'"):
+        apply_config(tiny(), QuantConfig.uniform(weights="int8", rotation="hadamard"),
+                     weight_cache=cache, progress=False)  # fmt: skip
