@@ -27,8 +27,9 @@ def _token_nll(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _position_kl(log_p_ref: torch.Tensor, p_ref: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
-    """Per-position KL `[positions]`; every argument `[positions, vocab]`."""
-    return (p_ref * (log_p_ref - log_p)).sum(dim=-1)
+    """Per-position KL `[positions]`; every argument `[positions, vocab]`. Overwrites `log_p`
+    (in place, no temporaries: `-log_p + log_p_ref` is exactly `log_p_ref - log_p`)."""
+    return log_p.neg_().add_(log_p_ref).mul_(p_ref).sum(dim=-1)
 
 
 def _predicted_log_probs(logits: torch.Tensor) -> torch.Tensor:
@@ -114,7 +115,7 @@ class NextTokenReference:
                 f"logits {tuple(logits.shape)} do not match the reference {self.shape}"
             )
         log_p = _predicted_log_probs(logits.to(self.log_probs.device))
-        nll = float(_token_nll(log_p, self.targets).double().sum())
+        nll = float(_token_nll(log_p, self.targets).double().sum())  # before log_p is reused
         kl = float(_position_kl(self.log_probs, self.probs, log_p).double().sum())
         if not (math.isfinite(nll) and math.isfinite(kl)):
             raise ValueError("the compared model produced NaN/Inf log-probabilities")
