@@ -8,7 +8,7 @@ Heavy imports happen inside the verbs so `quarch --help` stays fast.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -146,12 +146,7 @@ def quantize_verb(
     except (ValueError, TypeError, ImportError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
-    if as_json:
-        typer.echo(json.dumps(record, indent=2))
-    else:
-        _print_quantize(record)
-    if out is not None:
-        out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    _emit(record, as_json=as_json, out=out, show=_print_quantize)
 
 
 def sensitivity_verb(
@@ -210,12 +205,7 @@ def sensitivity_verb(
     except (ValueError, TypeError, ImportError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
-    if as_json:
-        typer.echo(json.dumps(record, indent=2))
-    else:
-        _print_sensitivity(record)
-    if out is not None:
-        out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    _emit(record, as_json=as_json, out=out, show=_print_sensitivity)
 
 
 def _print_sensitivity(record: dict[str, Any]) -> None:
@@ -242,6 +232,19 @@ def _print_sensitivity(record: dict[str, Any]) -> None:
             f"mean |error|/measured {add['rel_error_delta_nll']:.2f}, measured/predicted "
             f"{add['ratio_delta_nll']:.2f}"
         )
+
+
+def _emit(
+    record: dict[str, Any], *, as_json: bool, out: Path | None, show: Callable[[Any], None]
+) -> None:
+    """Print a verb's record (one JSON record, or `show`'s tables) and write it to `out`."""
+    text = json.dumps(record, indent=2)
+    if as_json:
+        typer.echo(text)
+    else:
+        show(record)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,11 @@ model stays float, and we record on a fixed set of token windows:
 The search uses the table as a fast accuracy proxy: the predicted cost of a mixed config is the
 sum of its groups' `delta_nll` (additive in log-perplexity) and of their `kl`.
 `measure_additivity` checks how well that sum predicts random multi-group configs, measured.
+
+The engine is `WindowEval` (the float model's distributions kept once, scored by
+`quarch.eval.NextTokenReference`, with a float-prefix cache) and `config_cost` (the cost of any
+`QuantConfig`, run from the first block it touches); `quarch.search` builds its proxy table with
+the same two.
 """
 
 from __future__ import annotations
