@@ -10,33 +10,50 @@ from quarch.eval._corpus import (
     select_text,
     text_from_file,
 )
-from quarch.eval._divergence import kl_divergence, kl_to_reference, reference_logits
+from quarch.eval._divergence import kl_to_reference, reference_logits
 from quarch.eval._perplexity import (
     PROTOCOL,
     PerplexityResult,
+    mean_nll,
     perplexity,
     token_windows,
     tokenize_text,
     window_logits,
-    window_nll_sum,
 )
+from quarch.eval._pipeline import (
+    DTYPES,
+    eval_record,
+    package_versions,
+    parse_dtype,
+    print_eval,
+    run_eval,
+)
+from quarch.eval._scores import NextTokenReference, kl_divergence, window_nll_sum
 from quarch.eval._tasks import LM_EVAL_EXTRA, evaluate_tasks
 
 __all__ = [
+    "DTYPES",
     "KNOWN_DATASETS",
     "LM_EVAL_EXTRA",
     "PROTOCOL",
     "EvalText",
+    "NextTokenReference",
     "PerplexityResult",
     "TextPart",
     "builtin_text",
     "calibration_windows",
     "dataset_text",
+    "eval_record",
     "evaluate_tasks",
     "kl_divergence",
     "kl_to_reference",
+    "mean_nll",
+    "package_versions",
+    "parse_dtype",
     "perplexity",
+    "print_eval",
     "reference_logits",
+    "run_eval",
     "select_text",
     "text_from_file",
     "token_windows",

@@ -8,30 +8,9 @@ KL(P_ref || P) = sum_v P_ref(v) (log P_ref(v) - log P(v)), averaged over token p
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from quarch.eval._perplexity import window_logits
-
-
-def kl_divergence(logits_ref: torch.Tensor, logits: torch.Tensor) -> float:
-    """Mean over positions of KL(softmax(logits_ref) || softmax(logits)), in nats.
-
-    Args:
-        logits_ref: reference logits `[..., vocab]`.
-        logits: logits of the model compared, same shape.
-
-    Raises:
-        ValueError: the shapes differ or either holds NaN/Inf.
-    """
-    if logits_ref.shape != logits.shape:
-        raise ValueError(f"logit shapes differ: {tuple(logits_ref.shape)} vs {tuple(logits.shape)}")
-    if not (torch.isfinite(logits_ref).all() and torch.isfinite(logits).all()):
-        raise ValueError("logits contain NaN or Inf; KL divergence is undefined")
-    vocab = logits.shape[-1]
-    log_p_ref = F.log_softmax(logits_ref.reshape(-1, vocab).float(), dim=-1)  # [positions, vocab]
-    log_p = F.log_softmax(logits.reshape(-1, vocab).float(), dim=-1)
-    per_position = (log_p_ref.exp() * (log_p_ref - log_p)).sum(dim=-1)  # [positions]
-    return float(per_position.double().mean())
+from quarch.eval._scores import kl_divergence
 
 
 def reference_logits(

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from quarch.eval._corpus import EvalText
+from quarch.eval._scores import window_nll_sum
 
 PROTOCOL = "gptq-nonoverlap"
 
@@ -129,13 +129,36 @@ def window_logits(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor
     return logits
 
 
-def window_nll_sum(logits: torch.Tensor, windows: torch.Tensor) -> float:
-    """Sum of the negative log-likelihoods of tokens 1.. of each window given the ones before."""
-    vocab = logits.shape[-1]
-    predicted = logits[:, :-1].reshape(-1, vocab)  # [b * (seqlen - 1), vocab]
-    targets = windows[:, 1:].reshape(-1).to(logits.device)
-    per_token = F.cross_entropy(predicted, targets, reduction="none")  # [b * (seqlen - 1)]
-    return float(per_token.double().sum())  # summed in float64: no drift over long texts
+def mean_nll(model: torch.nn.Module, windows: torch.Tensor, *, batch_size: int = 1) -> float:
+    """Mean NLL per predicted token (nats) of `model` on token windows `[n, seqlen]`, each window
+    run alone (`batch_size` windows per forward pass), as `perplexity` measures it.
+
+    Raises:
+        ValueError: a bad batch size, windows not `[n, seqlen]`, or NaN/Inf logits.
+    """
+    _check_batch_size(batch_size)
+    if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] < 2:
+        raise ValueError(f"windows must be [n, seqlen >= 2], got {tuple(windows.shape)}")
+    with torch.inference_mode():
+        total = _nll_sum(model, windows, batch_size, lambda n: None)
+    return total / (windows.shape[0] * (windows.shape[1] - 1))
+
+
+def _nll_sum(
+    model: torch.nn.Module, windows: torch.Tensor, batch_size: int, advance: Callable[[int], None]
+) -> float:
+    """Sum of NLLs over the windows, `batch_size` windows per forward pass."""
+    total = 0.0
+    for first in range(0, windows.shape[0], batch_size):
+        batch = windows[first : first + batch_size]
+        total += window_nll_sum(window_logits(model, batch), batch)
+        advance(batch.shape[0])
+    return total
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 def perplexity(
@@ -162,18 +185,13 @@ def perplexity(
     Raises:
         ValueError: bad arguments, a text shorter than one window, or NaN/Inf logits.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_batch_size(batch_size)
     named = as_eval_text(text)
     start = time.perf_counter()
     ids = tokenize_text(tokenizer, named)
     windows = token_windows(ids, seqlen, max_windows)  # [n, seqlen]
-    nll_sum = 0.0
     with torch.inference_mode(), _progress_bar(progress, windows.shape[0], named.name) as advance:
-        for first in range(0, windows.shape[0], batch_size):
-            batch = windows[first : first + batch_size]
-            nll_sum += window_nll_sum(window_logits(model, batch), batch)
-            advance(batch.shape[0])
+        nll_sum = _nll_sum(model, windows, batch_size, advance)
     num_tokens = windows.shape[0] * (seqlen - 1)
     nll = nll_sum / num_tokens
     return PerplexityResult(

@@ -1,5 +1,6 @@
 """quarch.models."""
 
+from quarch.models._blocks import decoder_blocks
 from quarch.models._config import (
     SUPPORTED_FAMILIES,
     list_models,
@@ -31,6 +32,7 @@ __all__ = [
     "WeightFile",
     "byte_tokenizer",
     "count_weight_tensors",
+    "decoder_blocks",
     "iter_weight_tensors",
     "list_models",
     "load_model",

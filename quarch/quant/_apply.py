@@ -16,15 +16,17 @@ import difflib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from quarch.formats import Format
+from quarch.quant._cache import WeightCache
 from quarch.quant._calib import as_windows, calibrate_blockwise
 from quarch.quant._config import (
+    RTN,
     QuantConfig,
     Role,
     TensorSpec,
@@ -46,10 +48,15 @@ from quarch.quant._methods_api import LayerCalib, Method, WeightResult
 
 @dataclass(frozen=True, kw_only=True)
 class LayerPlan:
+    """One layer to quantize: its specs and their parsed formats (`weight_format`,
+    `input_format`)."""
+
     name: str
     kind: str  # "linear" | "embedding"
     weight: TensorSpec | None
     input: TensorSpec | None
+    weight_format: Format | None = None
+    input_format: Format | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,15 +107,22 @@ def plan_config(model: nn.Module, config: QuantConfig) -> Plan:
         kind = "linear" if name in linears else "embedding"
         if kind == "embedding" and w is not None and _method(w).needs_calibration:
             raise ValueError(f"{name}: embeddings have no input activations; use method rtn")
-        layers[name] = LayerPlan(name=name, kind=kind, weight=w, input=x)
+        layers[name] = LayerPlan(
+            name=name,
+            kind=kind,
+            weight=w,
+            input=x,
+            weight_format=None if w is None else w.fmt,
+            input_format=None if x is None else x.fmt,
+        )
     kv: dict[str, KVFormats] = {}
     for name in attn:
         k = config.spec_for(name, Role.K_CACHE)
         v = config.spec_for(name, Role.V_CACHE)
         if k is None and v is None:
             continue
-        kf = _fmt(k.format) if k is not None else None
-        vf = _fmt(v.format) if v is not None else None
+        kf = None if k is None else k.fmt
+        vf = None if v is None else v.fmt
         for f, role in ((kf, "k_cache"), (vf, "v_cache")):
             if f is not None:
                 check_kv_format(f, where=f"{name} {role}")
@@ -125,11 +139,6 @@ def _unmatched_message(pattern: str, role: str, names: list[str]) -> str:
         f"rule {pattern!r} (role {role}) matches no layer of this model;{hint} "
         f"{role} layers look like: {names[:3] + names[-2:] if names else 'none'}"
     )
-
-
-def _fmt(text: str | None) -> Format:
-    assert text is not None
-    return Format.parse(text)
 
 
 def _method(spec: TensorSpec) -> Method:
@@ -215,27 +224,48 @@ def _bits_per_weight(
 # ---- applying ---------------------------------------------------------------------------------
 
 
-def _check_finite(plan: Plan, modules: Mapping[str, nn.Module]) -> None:
+def _check_finite(plan: Plan, modules: Mapping[str, nn.Module], cache: WeightCache | None) -> None:
+    """Refuse non-finite weights; one the cache holds was checked when it was cached."""
     for name, lp in plan.layers.items():
         w = modules[name].weight
         assert isinstance(w, torch.Tensor)
-        if lp.weight is not None and not bool(torch.isfinite(w).all()):
+        if lp.weight is None or _cached(cache, lp):
+            continue
+        if not bool(torch.isfinite(w).all()):
             raise ValueError(f"layer {name}: weight has NaN or Inf values; cannot quantize it")
 
 
+def _cacheable(lp: LayerPlan) -> bool:
+    """Whether the layer's weight is plain round-to-nearest (what a `WeightCache` holds)."""
+    return lp.weight is not None and lp.weight.method == RTN and not lp.weight.params
+
+
+def _cached(cache: WeightCache | None, lp: LayerPlan) -> bool:
+    assert lp.weight_format is not None
+    return cache is not None and _cacheable(lp) and (lp.name, lp.weight_format) in cache
+
+
 def _quantize_weight(
-    name: str, weight: torch.Tensor, spec: TensorSpec, calib: LayerCalib | None, act: Format | None
+    lp: LayerPlan,
+    weight: torch.Tensor,
+    calib: LayerCalib | None,
+    cache: WeightCache | None,
 ) -> tuple[WeightResult, dict[str, Any]]:
+    """The layer's quantized weight (in `weight`'s dtype) and the method's resolved params."""
+    spec, fmt, name = lp.weight, lp.weight_format, lp.name
+    assert spec is not None and fmt is not None
+    if cache is not None and _cacheable(lp):
+        return WeightResult(weight=cache.get(name, fmt, weight)), {}
     method = _method(spec)
     params = method.resolve_params(spec.params)
     if method.needs_calibration and calib is None:
         raise ValueError(f"layer {name}: method {spec.method!r} needs calibration windows")
     result = method.fn(
-        weight.detach().to(torch.float32), _fmt(spec.format), calib, act_format=act, **params
+        weight.detach().to(torch.float32), fmt, calib, act_format=lp.input_format, **params
     )
     if not bool(torch.isfinite(result.weight).all()):
         raise ValueError(f"layer {name}: method {spec.method!r} produced NaN/Inf weights")
-    return result, params
+    return replace(result, weight=result.weight.to(weight.dtype)), params
 
 
 def _replace_layer(
@@ -243,27 +273,27 @@ def _replace_layer(
     lp: LayerPlan,
     calib: LayerCalib | None,
     originals: dict[str, Any] | None,
+    cache: WeightCache | None = None,
 ) -> LayerReport:
     t0 = time.perf_counter()
     module = model.get_submodule(lp.name)
     weight = module.weight
     assert isinstance(weight, torch.Tensor)
-    wfmt = _fmt(lp.weight.format) if lp.weight is not None else None
-    act = _fmt(lp.input.format) if lp.input is not None else None
+    wfmt, act = lp.weight_format, lp.input_format
     result: WeightResult | None = None
     params: dict[str, Any] = {}
     if lp.weight is not None:
-        result, params = _quantize_weight(lp.name, weight, lp.weight, calib, act)
+        result, params = _quantize_weight(lp, weight, calib, cache)
     if originals is not None:
         originals[lp.name] = module if lp.kind == "linear" else weight
     if lp.kind == "embedding":
         assert result is not None
-        module.weight = nn.Parameter(result.weight.to(weight.dtype), requires_grad=False)
+        module.weight = nn.Parameter(result.weight, requires_grad=False)
     else:
         bias = module.bias
         assert bias is None or isinstance(bias, torch.Tensor)
         new = QuantLinear(
-            weight=weight.detach() if result is None else result.weight.to(weight.dtype),
+            weight=weight.detach() if result is None else result.weight,
             bias=None if bias is None else bias.detach(),
             weight_format=wfmt,
             input_format=act,
@@ -313,6 +343,7 @@ def apply_config(
     calib_windows: torch.Tensor | Sequence[torch.Tensor] | None = None,
     calib: Mapping[str, LayerCalib] | None = None,
     progress: bool = True,
+    weight_cache: WeightCache | None = None,
     _originals: dict[str, Any] | None = None,
 ) -> QuantReport:
     """Quantize `model` in place as `config` says; returns what each layer got.
@@ -320,13 +351,21 @@ def apply_config(
     calib_windows: token windows ([n, seqlen] tensor or a list of them) for the methods that need
         calibration; statistics are then collected block-sequentially (see `_calib`).
     calib: precomputed statistics by layer name, used instead of collecting them.
+    weight_cache: round-to-nearest weights are taken from (and added to) this cache; it must
+        belong to this model (see `WeightCache`).
     Raises ValueError: a rule matching no layer, a non-finite weight (naming the layer), a method
-        needing calibration without windows, a KV format whose scales span tokens.
+        needing calibration without windows, a KV format whose scales span tokens, a rotation
+        with a weight cache.
     """
     t0 = time.perf_counter()
+    if weight_cache is not None and config.rotation is not None:
+        raise ValueError(
+            f"a weight cache holds the model's unrotated weights; rotation {config.rotation!r} "
+            "changes them: apply a rotated config without weight_cache"
+        )
     plan = plan_config(model, config)
     modules = dict(model.named_modules())
-    _check_finite(plan, modules)
+    _check_finite(plan, modules, weight_cache)
     needs = {
         n: lp.weight.method
         for n, lp in plan.layers.items()
@@ -346,7 +385,8 @@ def apply_config(
 
         def quantize_layers(names: list[str], stats: Mapping[str, LayerCalib]) -> None:
             for n in names:
-                reports.append(_replace_layer(model, plan.layers[n], stats.get(n), _originals))
+                lp = plan.layers[n]
+                reports.append(_replace_layer(model, lp, stats.get(n), _originals, weight_cache))
                 advance()
 
         if needs and calib is None:
@@ -383,6 +423,7 @@ def quantized(
     *,
     calib_windows: torch.Tensor | Sequence[torch.Tensor] | None = None,
     calib: Mapping[str, LayerCalib] | None = None,
+    weight_cache: WeightCache | None = None,
 ) -> Iterator[QuantReport]:
     """`apply_config` for the duration of a `with` block; the float model is restored after.
 
@@ -399,6 +440,7 @@ def quantized(
             calib_windows=calib_windows,
             calib=calib,
             progress=False,
+            weight_cache=weight_cache,
             _originals=originals,
         )
     finally:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from quarch.models import decoder_blocks
 from quarch.quant._methods_api import LayerCalib
 
 MAX_SAMPLES = 512  # input rows kept per layer for the searches of AWQ / SmoothQuant / LQER
@@ -151,15 +152,6 @@ def collect_calib(
     finally:
         obs.remove()
     return obs.results()
-
-
-def decoder_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
-    """The list of transformer blocks: the ModuleList with `num_hidden_layers` entries."""
-    n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
-    for name, m in model.named_modules():
-        if isinstance(m, nn.ModuleList) and n is not None and len(m) == n:
-            return name, m
-    return None
 
 
 class _Stop(Exception):

@@ -1,17 +1,14 @@
 """CLI verbs of `quarch.quant`: `quarch quantize` and `quarch sensitivity`.
 
-Both parse options, load the model (`quarch.models.load_model`), call the Python API
-(`apply_config`, `layer_sensitivity`) and print; `quantize` evaluates perplexity through
-`quarch.eval`'s `run_eval`. Result files hold everything needed to rerun: the config (formats,
-methods, parameters, seed), calibration windows and seqlen, the text hash, package versions.
+Thin shells over `quarch.quant.run_quantize` and `run_sensitivity`: parse options, call, print
+the record (tables on the terminal, or one JSON record with `--json`), write it with `--out`.
 Heavy imports happen inside the verbs so `quarch --help` stays fast.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,10 +16,6 @@ import typer
 import yaml
 
 if TYPE_CHECKING:
-    import torch
-
-    from quarch.eval import EvalText
-    from quarch.models import LoadedModel
     from quarch.quant._config import QuantConfig
 
 
@@ -72,72 +65,31 @@ def config_from_options(
     )
 
 
-def needs_calibration(config: QuantConfig) -> bool:
-    from quarch.quant._config import Role, available_methods
-
-    specs = [r.spec for r in config.rules if r.role is Role.WEIGHT and r.format is not None]
-    specs += [s for role, s in config.default.items() if role is Role.WEIGHT and s.format]
-    return any(available_methods()[s.method].needs_calibration for s in specs)
-
-
-def calibration_text(*, dataset: str | None, calib_text_file: Path | None) -> EvalText:
-    """The calibration text: a file, the dataset's calibration split, or the built-in corpus's
-    calibration part (which never overlaps its evaluation part)."""
-    from quarch.eval import select_text
-
-    if calib_text_file is not None:
-        return select_text(text_file=calib_text_file)
-    return select_text(dataset=dataset, part="calibration")
-
-
-def _windows(
-    loaded: LoadedModel, text: EvalText, samples: int, seqlen: int, seed: int
-) -> torch.Tensor:
-    from quarch.eval import calibration_windows
-
-    return calibration_windows(loaded.tokenizer, text, n=samples, seqlen=seqlen, seed=seed)
-
-
-def _dtype(name: str) -> Any:
-    import torch
-
-    if name not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"unknown dtype {name!r}; valid: float32, bfloat16, float16")
-    return getattr(torch, name)
-
-
-def _print_report(report: Any) -> None:
+def _print_quantize(record: dict[str, Any]) -> None:
+    """The quantization summary on stderr, then the perplexity tables (float first)."""
     from rich.console import Console
     from rich.table import Table
 
+    from quarch.eval import print_eval
+
+    if "float_perplexity" in record:
+        print_eval({**record, "perplexity": record["float_perplexity"]}, {"quant": "float"})
+    quant = record["quantization"]
     rows: dict[tuple[Any, ...], int] = {}
-    for r in report.layers:
-        if r.kind == "attention":
-            key: tuple[Any, ...] = ("K/V cache", f"{r.k_format} / {r.v_format}", "", "")
+    for r in quant["layers"]:
+        if r["kind"] == "attention":
+            key: tuple[Any, ...] = ("K/V cache", f"{r['k_format']} / {r['v_format']}", "", "")
         else:
-            key = (r.kind, r.weight_format or "float", r.method or "", r.input_format or "")
+            key = (r["kind"], r["weight_format"] or "float", r["method"] or "", r["input_format"])
         rows[key] = rows.get(key, 0) + 1
-    table = Table(title=f"quantized: {report.bits_per_weight:.3f} bits/weight")
+    table = Table(title=f"quantized: {quant['bits_per_weight']:.3f} bits/weight")
     for col in ("layers", "kind", "weights", "method", "input"):
         table.add_column(col)
     for key, n in rows.items():
-        table.add_row(str(n), *(str(k) for k in key))
+        table.add_row(str(n), *(str(k or "") for k in key))
     Console(stderr=True).print(table)
-
-
-def _calibration_record(
-    text: EvalText | None, samples: int, seqlen: int, seed: int
-) -> dict[str, Any]:
-    if text is None:
-        return {"used": False}
-    return {
-        "used": True,
-        "text_name": text.name,
-        "text_sha256": text.sha256,
-        "samples": samples,
-        "seqlen": seqlen,
-        "seed": seed,
-    }
+    extra = {"bits_per_weight": round(quant["bits_per_weight"], 4), "quantize_s": quant["time_s"]}
+    print_eval(record, extra)
 
 
 def quantize_verb(
@@ -167,6 +119,8 @@ def quantize_verb(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON record")] = False,
 ) -> None:
     """Quantize a model with a config (or uniform formats), then measure its perplexity."""
+    from quarch.quant import run_quantize
+
     try:
         record = run_quantize(
             model=model,
@@ -187,74 +141,12 @@ def quantize_verb(
             dataset=dataset,
             dtype=dtype,
             baseline=baseline,
-            as_json=as_json,
+            progress=not as_json,
         )
     except (ValueError, TypeError, ImportError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
-    if as_json:
-        typer.echo(json.dumps(record, indent=2))
-    if out is not None:
-        out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-
-
-def _evaluate(
-    loaded: LoadedModel, text: EvalText, as_json: bool, extra: dict[str, Any], args: dict[str, Any]
-) -> Any:
-    """Perplexity; printed as a table unless the caller prints one JSON record at the end."""
-    from quarch.eval import perplexity
-    from quarch.eval._cli import run_eval
-
-    if as_json:
-        return perplexity(loaded.model, loaded.tokenizer, text, progress=False, **args)
-    return run_eval(loaded, text, extra=extra, **args)
-
-
-def run_quantize(
-    *,
-    model: str | None,
-    config: QuantConfig,
-    calib: tuple[int, int, Path | None] = (32, 512, None),
-    eval_seqlen: int = 512,
-    eval_windows: int | None = None,
-    text_file: Path | None = None,
-    dataset: str | None = None,
-    dtype: str = "float32",
-    baseline: bool = False,
-    as_json: bool = False,
-) -> dict[str, Any]:
-    """Load, quantize, evaluate; returns the result record `quarch quantize --out` writes."""
-    from quarch.eval import select_text
-    from quarch.eval._cli import eval_record
-    from quarch.models import load_model
-    from quarch.quant._apply import apply_config
-
-    t0 = time.perf_counter()
-    samples, calib_seqlen, calib_file = calib
-    text = select_text(text_file=text_file, dataset=dataset)
-    loaded = load_model(model, dtype=_dtype(dtype))
-    eval_args: dict[str, Any] = {"seqlen": eval_seqlen, "max_windows": eval_windows}
-    float_ppl = None
-    if baseline:
-        base = _evaluate(loaded, text, as_json, {"quant": "float"}, eval_args)
-        float_ppl = base.ppl
-    calib_text = None
-    windows = None
-    if needs_calibration(config):
-        calib_text = calibration_text(dataset=dataset, calib_text_file=calib_file)
-        windows = _windows(loaded, calib_text, samples, calib_seqlen, config.seed)
-    report = apply_config(loaded.model, config, calib_windows=windows, progress=not as_json)
-    if not as_json:
-        _print_report(report)
-    extra = {"bits_per_weight": round(report.bits_per_weight, 4), "quantize_s": report.time_s}
-    result = _evaluate(loaded, text, as_json, extra, eval_args)
-    record = eval_record(loaded, result)
-    record["quantization"] = report.to_dict()
-    record["calibration"] = _calibration_record(calib_text, samples, calib_seqlen, config.seed)
-    record["float_ppl"] = float_ppl
-    record["ppl_ratio"] = None if float_ppl is None else result.ppl / float_ppl
-    record["wall_s"] = time.perf_counter() - t0
-    return record
+    _emit(record, as_json=as_json, out=out, show=_print_quantize)
 
 
 def sensitivity_verb(
@@ -284,8 +176,11 @@ def sensitivity_verb(
     dataset: Annotated[str | None, typer.Option(help="cached `datasets` name")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
     out: Annotated[Path | None, typer.Option(help="write the table JSON here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON record")] = False,
 ) -> None:
     """Quantize one layer group at a time; table of perplexity change and KL vs float."""
+    from quarch.quant import run_sensitivity
+
     try:
         if (weights is None) == (fmt is None):
             raise ValueError("give exactly one of --weights FMT or --format FMT (with --role)")
@@ -305,99 +200,51 @@ def sensitivity_verb(
             text_file=text_file,
             dataset=dataset,
             dtype=dtype,
+            progress=not as_json,
         )
     except (ValueError, TypeError, ImportError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
-    if out is not None:
-        out.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    _emit(record, as_json=as_json, out=out, show=_print_sensitivity)
 
 
-def run_sensitivity(
-    *,
-    model: str | None,
-    fmt: str,
-    role: str = "weight",
-    method: str = "rtn",
-    params: dict[str, Any] | None = None,
-    windows: int = 4,
-    seqlen: int = 256,
-    additivity: int = 0,
-    calib: tuple[int, int] = (32, 512),
-    seed: int = 0,
-    text_file: Path | None = None,
-    dataset: str | None = None,
-    dtype: str = "float32",
-) -> dict[str, Any]:
-    """Load, measure the sensitivity table (and additivity); returns the JSON record."""
+def _print_sensitivity(record: dict[str, Any]) -> None:
+    """The sensitivity table (and the additivity summary) on stderr."""
     from rich.console import Console
-    from rich.progress import Progress
-
-    from quarch.eval import select_text, token_windows, tokenize_text
-    from quarch.eval._cli import package_versions
-    from quarch.models import load_model
-    from quarch.quant._config import check_format
-    from quarch.quant._methods_api import get_method
-    from quarch.quant._sensitivity import WindowEval, layer_sensitivity, measure_additivity
-
-    t0 = time.perf_counter()
-    check_format(fmt, where="--weights/--format")
-    get_method(method).resolve_params(params)
-    text = select_text(text_file=text_file, dataset=dataset)
-    loaded = load_model(model, dtype=_dtype(dtype))
-    ids = token_windows(tokenize_text(loaded.tokenizer, text), seqlen, windows)
-    calib_windows = None
-    if role == "weight" and get_method(method).needs_calibration:
-        ctext = calibration_text(dataset=dataset, calib_text_file=None)
-        calib_windows = _windows(loaded, ctext, calib[0], calib[1], seed)
-    ev = WindowEval(loaded.model, ids)
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True) as bar:
-        from quarch.quant._sensitivity import layer_groups
-
-        task = bar.add_task("sensitivity", total=len(layer_groups(loaded.model, role)))
-        table = layer_sensitivity(
-            loaded.model,
-            ev,
-            format=fmt,
-            role=role,
-            method=method,
-            params=params,
-            calib_windows=calib_windows,
-            seed=seed,
-            model_name=loaded.source,
-            text_sha256=text.sha256,
-            progress=lambda g: bar.advance(task),
-        )
-    _print_table(console, table)
-    record: dict[str, Any] = {"table": table.to_dict(), "text_name": text.name}
-    if additivity:
-        add = measure_additivity(
-            loaded.model, table, ev, num_subsets=additivity, seed=seed, calib_windows=calib_windows
-        )
-        record["additivity"] = add.to_dict()
-        console.print(
-            f"additivity over {additivity} configs: pearson(ΔNLL) {add.pearson_delta_nll:.3f}, "
-            f"spearman {add.spearman_delta_nll:.3f}, mean |error|/measured "
-            f"{add.rel_error_delta_nll:.2f}, measured/predicted {add.ratio_delta_nll:.2f}"
-        )
-    record["versions"] = package_versions()
-    record["wall_s"] = time.perf_counter() - t0
-    return record
-
-
-def _print_table(console: Any, table: Any) -> None:
     from rich.table import Table
 
+    table = record["table"]
+    console = Console(stderr=True)
     t = Table(
-        title=f"sensitivity: {table.role} → {table.format} ({table.method}); "
-        f"float ppl {table.base_ppl:.3f}, {table.num_tokens} tokens"
+        title=f"sensitivity: {table['role']} → {table['format']} ({table['method']}); "
+        f"float ppl {table['base_ppl']:.3f}, {table['num_tokens']} tokens"
     )
     for col in ("group", "Δppl", "ΔNLL", "KL (nats)"):
         t.add_column(col)
-    for e in sorted(table.entries, key=lambda e: -e.delta_nll):
-        t.add_row(e.group, f"{e.delta_ppl:+.4f}", f"{e.delta_nll:+.5f}", f"{e.kl:.5f}")
+    for e in sorted(table["entries"], key=lambda e: -e["delta_nll"]):
+        t.add_row(e["group"], f"{e['delta_ppl']:+.4f}", f"{e['delta_nll']:+.5f}", f"{e['kl']:.5f}")
     console.print(t)
+    add = record.get("additivity")
+    if add is not None:
+        console.print(
+            f"additivity over {len(add['points'])} configs: pearson(ΔNLL) "
+            f"{add['pearson_delta_nll']:.3f}, spearman {add['spearman_delta_nll']:.3f}, "
+            f"mean |error|/measured {add['rel_error_delta_nll']:.2f}, measured/predicted "
+            f"{add['ratio_delta_nll']:.2f}"
+        )
+
+
+def _emit(
+    record: dict[str, Any], *, as_json: bool, out: Path | None, show: Callable[[Any], None]
+) -> None:
+    """Print a verb's record (one JSON record, or `show`'s tables) and write it to `out`."""
+    text = json.dumps(record, indent=2)
+    if as_json:
+        typer.echo(text)
+    else:
+        show(record)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
 
 
 def register(app: typer.Typer) -> None:

@@ -24,9 +24,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from quarch.formats import Format
 
 
 class Role(StrEnum):
@@ -46,12 +50,18 @@ class TensorSpec:
     """What one tensor gets: a format string (`None` = keep float), a method and its params.
 
     Only weights have methods; activations and the KV cache are always rounded to nearest with
-    dynamic scales, so their method must be `rtn`.
+    dynamic scales, so their method must be `rtn`. `fmt` is the parsed `Format`, parsed once
+    (when the config is validated) and kept.
     """
 
     format: str | None
     method: str = RTN
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def fmt(self) -> Format | None:
+        """The format as a `Format` (None: keep float); raises ValueError naming the presets."""
+        return None if self.format is None else parse_format(self.format)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": self.format}
@@ -72,8 +82,9 @@ class Rule:
     method: str = RTN
     params: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def spec(self) -> TensorSpec:
+        """The rule's spec (one object per rule, so its parsed format is kept)."""
         return TensorSpec(format=self.format, method=self.method, params=self.params)
 
     def matches(self, name: str) -> bool:
@@ -151,8 +162,7 @@ class QuantConfig:
         if acts is not None:
             default[Role.INPUT] = TensorSpec(format=acts)
         if kv is not None:
-            default[Role.K_CACHE] = TensorSpec(format=kv)
-            default[Role.V_CACHE] = TensorSpec(format=kv)
+            default[Role.K_CACHE] = default[Role.V_CACHE] = TensorSpec(format=kv)
         return QuantConfig(default=default, rotation=rotation, seed=seed)
 
     def spec_for(self, name: str, role: Role, *, excluded: bool = False) -> TensorSpec | None:
@@ -285,8 +295,12 @@ def _rule_from_dict(data: Any) -> Rule:
 
 
 def _validate_spec(spec: TensorSpec, role: Role, *, where: str) -> None:
-    if spec.format is not None:
-        check_format(spec.format, where=where)
+    if spec.format is not None and not isinstance(spec.format, str):
+        raise TypeError(f"{where}: a format must be a string, got {spec.format!r}")
+    try:
+        _ = spec.fmt  # parsed here, once, and kept
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from err
     if role is not Role.WEIGHT and (spec.method != RTN or spec.params):
         raise ValueError(
             f"{where}: only weights take a method; {role} is quantized dynamically (rtn), "
@@ -304,17 +318,23 @@ def _validate_spec(spec: TensorSpec, role: Role, *, where: str) -> None:
             raise type(err)(f"{where}: {err}") from err
 
 
-def check_format(text: str, *, where: str = "format") -> None:
-    """Parse a format string, re-raising with the valid presets named."""
+def parse_format(text: str, *, where: str | None = None) -> Format:
+    """A format string as a `Format`, re-raising a bad one with the valid presets named.
+
+    Raises:
+        TypeError: not a string.
+        ValueError: not a format (the message names `where`, when given, and the presets).
+    """
     from quarch.formats import PRESETS, Format
 
+    head = f"{where}: " if where else ""
     if not isinstance(text, str):
-        raise TypeError(f"{where}: a format must be a string, got {text!r}")
+        raise TypeError(f"{head}a format must be a string, got {text!r}")
     try:
-        Format.parse(text)
+        return Format.parse(text)
     except ValueError as err:
         raise ValueError(
-            f"{where}: unknown format {text!r} ({err}); named formats: {sorted(PRESETS)}; "
+            f"{head}unknown format {text!r} ({err}); named formats: {sorted(PRESETS)}; "
             "generic forms: see docs/formats.md"
         ) from err
 

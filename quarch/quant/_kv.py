@@ -42,7 +42,7 @@ class KVFormats:
 
 def check_kv_format(fmt: Format, *, where: str) -> None:
     """Refuse formats whose scales span tokens (see the module docstring)."""
-    from quarch.formats._spec import ScalingKind
+    from quarch.formats import ScalingKind
 
     sc = fmt.scaling
     if sc.kind in (ScalingKind.TENSOR, ScalingKind.BLOCK2D) or sc.tensor_scale or sc.axis != -1:

@@ -11,6 +11,11 @@ model stays float, and we record on a fixed set of token windows:
 The search uses the table as a fast accuracy proxy: the predicted cost of a mixed config is the
 sum of its groups' `delta_nll` (additive in log-perplexity) and of their `kl`.
 `measure_additivity` checks how well that sum predicts random multi-group configs, measured.
+
+The engine is `WindowEval` (the float model's distributions kept once, scored by
+`quarch.eval.NextTokenReference`, with a float-prefix cache) and `config_cost` (the cost of any
+`QuantConfig`, run from the first block it touches); `quarch.search` builds its proxy table with
+the same two.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from quarch.eval import NextTokenReference
+from quarch.models import decoder_blocks
 from quarch.quant._apply import quantized
-from quarch.quant._calib import as_windows, collect_calib, decoder_blocks
+from quarch.quant._cache import WeightCache
+from quarch.quant._calib import as_windows, collect_calib
 from quarch.quant._config import QuantConfig, Role, Rule
 from quarch.quant._kv import attention_modules
 from quarch.quant._methods_api import LayerCalib, get_method
@@ -96,38 +104,170 @@ class SensitivityTable:
 
 
 class WindowEval:
-    """NLL and KL against the float model on fixed windows, with `quarch.eval`'s functions; the
-    float logits are computed once (memory: tokens × vocab × 4 bytes; 1024 tokens of a
-    49k-token vocabulary: 200 MB)."""
+    """NLL and KL against the float model on fixed token windows, with a float-prefix cache.
 
-    def __init__(self, model: nn.Module, windows: torch.Tensor | Sequence[torch.Tensor]) -> None:
-        from quarch.eval import reference_logits
+    The float model's next-token distributions are kept once (`quarch.eval.NextTokenReference`;
+    memory: 2 × tokens × vocab × 4 bytes, 1024 tokens of a 49k vocabulary: 400 MB), so scoring
+    a quantized model costs one forward pass, scored as `quarch.eval` scores perplexity.
 
-        self.windows = as_windows(windows)
+    **Prefix cache.** When nothing before decoder block `start` is quantized, the blocks before
+    it compute exactly what the float model computes, so the float hidden state entering every
+    block is kept (captured during the reference pass) and `evaluate(start)` runs only the blocks
+    from `start` on, fed that hidden state as `inputs_embeds` (half the work on average for a
+    single-group cost). This is checked once: running every block from block 0's kept input must
+    give the full model's logits (to 1e-5), else every evaluation runs the whole model
+    (`prefix_exact` says which).
+
+    windows: token windows `[n, seqlen]` (or a list of `[1, seqlen]`); `batch_size` of them run
+    per forward pass (windows of one batch must have the same length).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        windows: torch.Tensor | Sequence[torch.Tensor],
+        *,
+        batch_size: int = 1,
+        prefix_cache: bool = True,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
-        self.ref_logits = [reference_logits(model, w) for w in self.windows]  # [1, seq, vocab]
+        self.windows = as_windows(windows)
+        if not self.windows:
+            raise ValueError("no evaluation windows")
+        self.batches = [
+            _stack(self.windows[i : i + batch_size])
+            for i in range(0, len(self.windows), batch_size)
+        ]
+        self.blocks = decoder_blocks(model) if prefix_cache else None
+        self.references: list[NextTokenReference] = []
+        self.block_inputs: list[list[torch.Tensor]] = []  # per batch, per block [b, seq, hidden]
+        self.prefix_exact = self.blocks is not None
+        for batch in self.batches:
+            logits, inputs = self._reference_pass(batch)
+            self.references.append(NextTokenReference(logits, batch))
+            self.block_inputs.append(inputs)
+            self.prefix_exact = self.prefix_exact and bool(inputs) and self._exact(inputs, logits)
+        if not self.prefix_exact:
+            self.block_inputs = [[] for _ in self.batches]  # not used: free the memory
         self.base_nll, _ = self.evaluate()
 
     @property
     def num_tokens(self) -> int:
-        return sum(w.shape[1] - 1 for w in self.windows)
+        return sum(r.num_tokens for r in self.references)
 
     @torch.inference_mode()
-    def evaluate(self) -> tuple[float, float]:
-        """(mean NLL per predicted token, mean KL(float || current model) per token), nats.
+    def evaluate(self, start: int = 0) -> tuple[float, float]:
+        """(mean NLL per predicted token, mean KL(float || current model) per token), nats, of
+        the model as it is now, running blocks `start..` only (see the class doc). The caller
+        promises nothing before block `start` differs from the float model.
 
         KL is averaged over the predicted positions (each window's last position predicts
-        nothing that is scored, so it is left out, as in the NLL)."""
-        from quarch.eval import kl_divergence, window_logits
-        from quarch.eval._perplexity import window_nll_sum
+        nothing that is scored, so it is left out, as in the NLL).
+
+        Raises:
+            ValueError: NaN/Inf logits.
+        """
+        from quarch.eval import window_logits
 
         nll_sum, kl_sum = 0.0, 0.0
-        for w, ref in zip(self.windows, self.ref_logits, strict=True):
-            logits = window_logits(self.model, w).cpu()  # [1, seq, vocab]
-            nll_sum += window_nll_sum(logits, w)
-            kl_sum += kl_divergence(ref[:, :-1], logits[:, :-1]) * (w.shape[1] - 1)
+        for batch, ref, inputs in zip(
+            self.batches, self.references, self.block_inputs, strict=True
+        ):
+            if start > 0 and self.prefix_exact:
+                logits = self._logits_from(start, inputs[start])
+            else:
+                logits = window_logits(self.model, batch)  # [b, seq, vocab]
+            nll, kl = ref.scores(logits)
+            nll_sum += nll
+            kl_sum += kl
         n = self.num_tokens
         return nll_sum / n, kl_sum / n
+
+    def first_block(self, names: Iterable[str]) -> int:
+        """The first decoder block holding any of the named modules; 0 when one lies outside the
+        blocks (or there are no blocks, or no names), so evaluating from it is always exact."""
+        if self.blocks is None:
+            return 0
+        head = self.blocks[0] + "."
+        first: int | None = None
+        for name in names:
+            if not name.startswith(head):
+                return 0
+            index = int(name[len(head) :].split(".", 1)[0])
+            first = index if first is None else min(first, index)
+        return 0 if first is None else min(first, len(self.blocks[1]) - 1)
+
+    @torch.inference_mode()
+    def _reference_pass(self, batch: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The float logits `[b, seq, vocab]` and the hidden state entering each block."""
+        from quarch.eval import window_logits
+
+        found: list[torch.Tensor] = []
+        if self.blocks is None:
+            return window_logits(self.model, batch), found
+
+        def keep(_m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            found.append((args[0] if args else kwargs["hidden_states"]).clone())
+
+        hooks = [b.register_forward_pre_hook(keep, with_kwargs=True) for b in self.blocks[1]]
+        try:
+            logits = window_logits(self.model, batch)
+        finally:
+            for h in hooks:
+                h.remove()
+        if len(found) != len(self.blocks[1]):
+            self.blocks = None  # the blocks were not each run once: no prefix cache
+            found = []
+        return logits, found
+
+    @torch.inference_mode()
+    def _exact(self, inputs: list[torch.Tensor], logits: torch.Tensor) -> bool:
+        """Whether running every block from block 0's kept input gives the model's logits."""
+        return torch.allclose(self._logits_from(0, inputs[0]), logits, rtol=1e-5, atol=1e-5)
+
+    def _logits_from(self, start: int, hidden: torch.Tensor) -> torch.Tensor:
+        """float32 logits of the blocks from `start` on, given the hidden state entering it."""
+        assert self.blocks is not None
+        prefix, blocks = self.blocks
+        parent_name, _, attr = prefix.rpartition(".")
+        parent = self.model.get_submodule(parent_name) if parent_name else self.model
+        setattr(parent, attr, nn.ModuleList(list(blocks)[start:]))
+        try:
+            return self.model(inputs_embeds=hidden, use_cache=False).logits.float()
+        finally:
+            setattr(parent, attr, blocks)
+
+
+def _stack(windows: Sequence[torch.Tensor]) -> torch.Tensor:
+    lengths = {w.shape[1] for w in windows}
+    if len(lengths) != 1:
+        raise ValueError(f"windows of one batch must have one length, got {sorted(lengths)}")
+    return torch.cat(list(windows))
+
+
+def config_cost(
+    ev: WindowEval,
+    config: QuantConfig,
+    *,
+    calib: Mapping[str, LayerCalib] | None = None,
+    weight_cache: WeightCache | None = None,
+) -> tuple[float, float]:
+    """(mean NLL, mean KL from the float model) of `ev.model` quantized as `config` says, run
+    from the first decoder block the config touches (see `WindowEval`); the model is float again
+    afterwards.
+
+    calib: statistics for calibrated weight methods (e.g. from one float pass, `collect_calib`).
+    weight_cache: round-to-nearest weights reused across calls (see `WeightCache`).
+    """
+    with quantized(ev.model, config, calib=calib, weight_cache=weight_cache) as report:
+        touched = [
+            r.name
+            for r in report.layers
+            if r.weight_format is not None or r.input_format is not None or r.kind == "attention"
+        ]
+        return ev.evaluate(start=ev.first_block(touched))
 
 
 def layer_groups(model: nn.Module, role: Role | str = Role.WEIGHT) -> list[str]:
@@ -168,7 +308,9 @@ def _shared_calib(
     return collect_calib(model, windows, names, seed=seed)
 
 
-def _evaluator(windows: WindowEval | torch.Tensor | Sequence[torch.Tensor], model: nn.Module):
+def _evaluator(
+    windows: WindowEval | torch.Tensor | Sequence[torch.Tensor], model: nn.Module
+) -> WindowEval:
     if isinstance(windows, WindowEval):
         if windows.model is not model:
             raise ValueError("the WindowEval was built on another model")
@@ -212,8 +354,7 @@ def layer_sensitivity(
         if progress is not None:
             progress(group)
         t0 = time.perf_counter()
-        with quantized(model, _group_config(group, role, format, method, params), calib=calib):
-            nll, kl = ev.evaluate()
+        nll, kl = config_cost(ev, _group_config(group, role, format, method, params), calib=calib)
         entries.append(
             SensitivityEntry(
                 group=group,
@@ -316,8 +457,7 @@ def measure_additivity(
                 for g in groups
             )
         )
-        with quantized(model, cfg, calib=calib):
-            nll, kl = ev.evaluate()
+        nll, kl = config_cost(ev, cfg, calib=calib)
         pred_nll, pred_kl = table.predict(groups)
         points.append(
             AdditivityPoint(

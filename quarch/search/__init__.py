@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from quarch.search._accuracy import AccuracyLab, Measured, WeightCache, float_calibration
+    from quarch.search._accuracy import AccuracyLab, Measured
     from quarch.search._config import bits_per_weight, design_config
     from quarch.search._evaluate import Evaluation, Evaluator
     from quarch.search._explore import DEFAULT_OUT, explore, load_study_model, prepare, proxy_error
@@ -103,7 +103,6 @@ _LAZY: dict[str, str] = {
     "StudyResult": "quarch.search._result",
     "StudySpec": "quarch.search._study",
     "TemplateParam": "quarch.search._study",
-    "WeightCache": "quarch.search._accuracy",
     "WeightOption": "quarch.search._space",
     "bits_per_weight": "quarch.search._config",
     "build_space": "quarch.search._space",
@@ -112,7 +111,6 @@ _LAZY: dict[str, str] = {
     "design_config": "quarch.search._config",
     "dominates": "quarch.search._pareto",
     "explore": "quarch.search._explore",
-    "float_calibration": "quarch.search._accuracy",
     "hypervolume": "quarch.search._pareto",
     "layout_from_spec": "quarch.search._layout",
     "load_study": "quarch.search._parse",
@@ -187,7 +185,6 @@ __all__ = [
     "StudyResult",
     "StudySpec",
     "TemplateParam",
-    "WeightCache",
     "WeightOption",
     "bits_per_weight",
     "build_space",
@@ -196,7 +193,6 @@ __all__ = [
     "design_config",
     "dominates",
     "explore",
-    "float_calibration",
     "hypervolume",
     "layout_from_spec",
     "load_study",

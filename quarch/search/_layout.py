@@ -70,17 +70,12 @@ class ModelLayout:
 
 
 def _block_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    best: tuple[str, nn.ModuleList] | None = None
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.ModuleList) or len(module) == 0:
-            continue
-        if not any(isinstance(m, nn.Linear) for m in module[0].modules()):
-            continue
-        if best is None or len(module) > len(best[1]):
-            best = (name, module)
-    if best is None:
+    from quarch.models import decoder_blocks
+
+    found = decoder_blocks(model)
+    if found is None:
         raise ValueError("the model has no list of decoder blocks holding linear layers")
-    return best
+    return found
 
 
 def _part_of(child: str) -> str | None:

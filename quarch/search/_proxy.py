@@ -4,25 +4,30 @@
 KV cache) and every non-float choice of it, the slot alone is quantized (the rest of the model
 float) and two costs are measured on the sensitivity windows: the change of mean NLL,
 `Δnll = nll − nll₀`, and the mean KL divergence from the float model's next-token distribution.
-The table is written to a JSON file in
+They are measured by `quarch.quant`'s sensitivity engine (`WindowEval`, `config_cost`: one
+batch of windows, run from the slot's first block on the cached float prefix, RTN weights from
+the lab's weight cache). The table is written to a JSON file in
 the output directory after every entry, so a killed study resumes where it stopped and a
 re-run with the same model and settings measures nothing again.
 
 **Proxy.** Quantization errors of different layers add up, to first order, in the log-likelihood
 (the additivity `quarch.quant.measure_additivity` checks), so a design's proxy NLL is
 
-    nll(design) = nll_float(eval) + Σ_role α_role · Σ_{slots of role} cost(slot, choice)
+    nll(design) = nll_float(eval) + Σ_kind α_kind · Σ_{slots of kind} cost(slot, choice)
 
-with roles weight, act and KV, and perplexity = exp(nll). The cost summed is the KL divergence
+with slot kinds weight, act and kv, and perplexity = exp(nll). A slot's kind names the tensors
+it sets by `quarch.quant.Role`: weight slots the `WEIGHT` of their linear layers, act slots the
+`INPUT` of every linear layer of their blocks, kv slots the `K_CACHE` and `V_CACHE` of their
+attention modules (`slot_roles`). The cost summed is the KL divergence
 by default (`signal="kl"`): on a few hundred tokens Δnll is dominated by noise for mild
 quantization (it is often negative, e.g. −0.0001 nats for an int4 MLP group whose KL is 0.13 on
 SmolLM2-135M), while the KL is non-negative and far steadier, and its expectation is the
 expected NLL increase when the text follows the float model's distribution. `signal="nll"` sums
-Δnll instead. `α_role` is fitted (least squares
+Δnll instead. `α_kind` is fitted (least squares
 through the origin) on the uniform baselines, which are measured for real on the eval windows
 before the search: it absorbs both the shift from the sensitivity windows to the eval windows
 and the compounding (or cancelling) of errors when every group is quantized at once, which a
-plain sum misses. Without baselines of a role, α = 1. Clamped to [0, 10] against noise.
+plain sum misses. Without baselines of a kind, α = 1. Clamped to [0, 10] against noise.
 """
 
 from __future__ import annotations
@@ -31,27 +36,52 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from quarch.quant import (
+    LayerCalib,
+    QuantConfig,
+    Role,
+    Rule,
+    WindowEval,
+    config_cost,
+    get_method,
+)
 from quarch.search._config import rule_patterns
 from quarch.search._layout import ATTN, MLP, PARTS
 from quarch.search._space import Design, DesignSpace
 from quarch.search._study import FLOAT
 
-ROLES = ("weight", "act", "kv")
+KINDS = ("weight", "act", "kv")
+"""Slot kinds, the keys of α (see the module doc)."""
+
+_SLOTS: dict[str, tuple[str, tuple[Role, ...]]] = {
+    "w": ("weight", (Role.WEIGHT,)),
+    "a": ("act", (Role.INPUT,)),
+    "kv": ("kv", (Role.K_CACHE, Role.V_CACHE)),
+}
+"""Slot name head -> (kind, the tensor roles the slot sets)."""
 ALPHA_MAX = 10.0
 
 
-def slot_role(slot: str) -> str:
-    """`weight`, `act` or `kv` from a slot name (`w.l0-4.attn`, `a.l0-4`, `kv.l0-4`)."""
+def _slot(slot: str) -> tuple[str, tuple[Role, ...]]:
     head = slot.split(".", 1)[0]
-    return {"w": "weight", "a": "act", "kv": "kv"}[head]
+    if head not in _SLOTS:
+        raise ValueError(f"not a slot of the proxy: {slot!r} (w.*, a.* or kv.*)")
+    return _SLOTS[head]
+
+
+def slot_kind(slot: str) -> str:
+    """`weight`, `act` or `kv` from a slot name (`w.l0-4.attn`, `a.l0-4`, `kv.l0-4`)."""
+    return _slot(slot)[0]
+
+
+def slot_roles(slot: str) -> tuple[Role, ...]:
+    """The tensor roles a slot sets (`kv.l0-4`: `K_CACHE` and `V_CACHE`)."""
+    return _slot(slot)[1]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +102,7 @@ class ProxyTable:
     entries: dict[str, SensEntry] = field(default_factory=dict)
     signal: str = "kl"  # "kl" or "nll": which cost the proxy sums
     eval_float_nll: float | None = None
-    alpha: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ROLES, 1.0))
+    alpha: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 1.0))
 
     @staticmethod
     def key(slot: str, choice: str) -> str:
@@ -83,29 +113,29 @@ class ProxyTable:
         return e.kl if self.signal == "kl" else e.delta_nll
 
     def deltas(self, design: Design) -> dict[str, float]:
-        """Σ cost per role over the design's non-float slot choices."""
-        out = dict.fromkeys(ROLES, 0.0)
+        """Σ cost per slot kind over the design's non-float slot choices."""
+        out = dict.fromkeys(KINDS, 0.0)
         for slot, choice in design.items:
             if slot.startswith("hw.") or choice == FLOAT:
                 continue
-            out[slot_role(slot)] += self.cost(slot, choice)
+            out[slot_kind(slot)] += self.cost(slot, choice)
         return out
 
     def proxy_nll(self, design: Design) -> float:
         base = self.eval_float_nll if self.eval_float_nll is not None else self.base_nll
         d = self.deltas(design)
-        return base + sum(self.alpha[r] * d[r] for r in ROLES)
+        return base + sum(self.alpha[r] * d[r] for r in KINDS)
 
     def proxy_ppl(self, design: Design) -> float:
         return math.exp(self.proxy_nll(design))
 
     def fit_alpha(self, measured: list[tuple[Design, float]]) -> dict[str, float]:
-        """Fit α per role on (design, measured eval NLL) pairs of single-role designs."""
+        """Fit α per kind on (design, measured eval NLL) pairs of single-kind designs."""
         assert self.eval_float_nll is not None
-        sums = {r: [0.0, 0.0] for r in ROLES}  # Σ pred·meas, Σ pred²
+        sums = {r: [0.0, 0.0] for r in KINDS}  # Σ pred·meas, Σ pred²
         for design, nll in measured:
             d = self.deltas(design)
-            active = [r for r in ROLES if d[r] != 0.0]
+            active = [r for r in KINDS if d[r] != 0.0]
             if len(active) != 1:
                 continue
             r = active[0]
@@ -139,7 +169,7 @@ class ProxyTable:
             base_nll=float(data["base_nll"]),
             entries=entries,
             eval_float_nll=data.get("eval_float_nll"),
-            alpha=dict(data.get("alpha") or dict.fromkeys(ROLES, 1.0)),
+            alpha=dict(data.get("alpha") or dict.fromkeys(KINDS, 1.0)),
             signal=str(data.get("signal", "kl")),
         )
 
@@ -166,55 +196,6 @@ def needed_entries(space: DesignSpace) -> list[tuple[str, str, tuple[int, ...], 
         out += [(f"a.{g.name}", c, g.layers, None) for c in g.act if c != FLOAT]
         out += [(f"kv.{g.name}", c, g.layers, None) for c in g.kv if c != FLOAT]
     return out
-
-
-class _Scorer:
-    """Mean NLL and KL(float ‖ current) on fixed windows; float log-probs computed once.
-
-    When a slot's first layer is `start`, the blocks before it compute exactly what the float
-    model computes, so the float hidden state entering block `start` is cached per window and
-    only the blocks from `start` on are run (half the work on average). This is checked once:
-    running every block from block 0's cached input must give the full model's log-probs, else
-    the whole model is run every time.
-    """
-
-    def __init__(self, lab: Any, windows: torch.Tensor) -> None:
-        self.lab = lab
-        self.windows = windows  # [n, seqlen], run as one batch
-        self.targets = windows[:, 1:].reshape(-1)  # [n * (seqlen - 1)]
-        ref = self._full()
-        self.ref_p = ref.exp()
-        self.ref_plogp = float((self.ref_p * ref).sum())  # Σ p log p, for KL(p ‖ q)
-        per_block = [lab.block_inputs(windows[i : i + 1]) for i in range(windows.shape[0])]
-        self.inputs = [torch.cat(h) for h in zip(*per_block, strict=True)]  # per block [n, s, h]
-        self.prefix_exact = torch.allclose(self._logp(0), ref, rtol=1e-5, atol=1e-5)
-        self.base_nll, _ = self.score()
-
-    @torch.inference_mode()
-    def _full(self) -> torch.Tensor:
-        from quarch.eval import window_logits
-
-        logits = window_logits(self.lab.model, self.windows)[:, :-1]  # [n, s-1, V]
-        return torch.log_softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
-
-    def _logp(self, start: int) -> torch.Tensor:
-        logits = self.lab.logits_from(start, self.inputs[start])[:, :-1]  # [n, s-1, V]
-        return torch.log_softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
-
-    @torch.inference_mode()
-    def score(self, start: int = 0) -> tuple[float, float]:
-        """(mean NLL, mean KL) with blocks `start..` run (all when the prefix is not exact).
-
-        Raises:
-            ValueError: the quantized model's outputs are not finite.
-        """
-        logp = self._logp(start) if self.prefix_exact else self._full()
-        n = self.targets.numel()
-        nll = float(-logp.gather(1, self.targets[:, None]).sum()) / n
-        kl = (self.ref_plogp - float((self.ref_p * logp).sum())) / n
-        if not (math.isfinite(nll) and math.isfinite(kl)):
-            raise ValueError("the quantized model produced NaN/Inf log-probabilities")
-        return nll, kl
 
 
 def table_meta(lab: Any, space: DesignSpace, model_id: str) -> dict[str, Any]:
@@ -259,17 +240,17 @@ def build_table(
     if table is not None and not missing:
         table.signal = signal
         return table
-    scorer = _Scorer(lab, lab.sens_windows)
+    ev = sensitivity_eval(lab)
     if table is None:
-        table = ProxyTable(meta=meta, base_nll=scorer.base_nll)
+        table = ProxyTable(meta=meta, base_nll=ev.base_nll)
     table.signal = signal
     done = len(needed) - len(missing)
     for slot, choice, layers, part in missing:
         if progress is not None:
             progress(done, len(needed), f"{slot}={choice}")
         t0 = time.perf_counter()
-        with _slot_applied(lab, space, slot, choice, layers, part):
-            nll, kl = scorer.score(start=min(layers))
+        config, calib = _slot_config(lab, space, slot, choice, layers, part)
+        nll, kl = config_cost(ev, config, calib=calib, weight_cache=lab.cache)
         table.entries[ProxyTable.key(slot, choice)] = SensEntry(
             slot=slot,
             choice=choice,
@@ -285,38 +266,33 @@ def build_table(
     return table
 
 
-@contextmanager
-def _slot_applied(
-    lab: Any, space: DesignSpace, slot: str, choice: str, layers: tuple[int, ...], part: str | None
-) -> Iterator[None]:
-    from quarch.quant import QuantConfig, Role, Rule, quantized
+def sensitivity_eval(lab: Any) -> WindowEval:
+    """The lab's sensitivity windows as one batch, with the float-prefix cache."""
+    windows = lab.sens_windows  # [n, seqlen]
+    return WindowEval(lab.model, windows, batch_size=int(windows.shape[0]))
 
+
+def _slot_config(
+    lab: Any, space: DesignSpace, slot: str, choice: str, layers: tuple[int, ...], part: str | None
+) -> tuple[QuantConfig, dict[str, LayerCalib] | None]:
+    """The config quantizing one slot alone, and the float statistics a calibrated method needs."""
     pats = rule_patterns(space, layers)
-    role = slot_role(slot)
-    if role == "weight":
-        pattern = pats[part] if part in (ATTN, MLP) else pats["both"]
+    roles = slot_roles(slot)
+    if roles == (Role.WEIGHT,):
         opt = space.options[choice]
         assert opt.format is not None
-        if opt.method.name == "rtn" and not opt.method.params:
-            with lab.rtn_weights({pattern: opt.format}):
-                yield
-            return
         rule = Rule(
-            pattern=pattern,
+            pattern=pats[part] if part in (ATTN, MLP) else pats["both"],
             role=Role.WEIGHT,
             format=opt.format,
             method=opt.method.name,
             params=dict(opt.method.params),
         )
-        with quantized(lab.model, QuantConfig(rules=(rule,)), calib=lab.float_stats()):
-            yield
-        return
-    if role == "act":
-        rules: tuple[Rule, ...] = (Rule(pattern=pats["both"], role=Role.INPUT, format=choice),)
-    else:
-        rules = (
-            Rule(pattern=pats["kv"], role=Role.K_CACHE, format=choice),
-            Rule(pattern=pats["kv"], role=Role.V_CACHE, format=choice),
-        )
-    with quantized(lab.model, QuantConfig(rules=rules)):
-        yield
+        calibrated = get_method(opt.method.name).needs_calibration
+        return QuantConfig(rules=(rule,)), lab.float_stats() if calibrated else None
+    rules = tuple(Rule(pattern=pats[_ROLE_PATTERN[r]], role=r, format=choice) for r in roles)
+    return QuantConfig(rules=rules), None
+
+
+_ROLE_PATTERN = {Role.INPUT: "both", Role.K_CACHE: "kv", Role.V_CACHE: "kv"}
+"""Which of `rule_patterns`' patterns an activation or KV-cache role is set on."""

@@ -51,9 +51,9 @@ def test_eval_cli_tasks_go_into_the_record(
 
     from typer.testing import CliRunner
 
+    import quarch.models
     from quarch.cli import app
     from quarch.eval import _tasks
-    from quarch.models import _load
 
     seen: dict[str, object] = {}
 
@@ -63,7 +63,7 @@ def test_eval_cli_tasks_go_into_the_record(
 
     monkeypatch.setattr(_tasks, "require_harness", lambda: None)
     monkeypatch.setattr(_tasks, "evaluate_tasks", fake_tasks)
-    monkeypatch.setattr(_load, "load_model", lambda *a, **k: tiny)
+    monkeypatch.setattr(quarch.models, "load_model", lambda *a, **k: tiny)  # as run_eval finds it
     args = ["eval", "--tasks", "arc_easy", "--task-limit", "3", "--seqlen", "16"]
     result = CliRunner().invoke(app, [*args, "--max-windows", "1", "--json"])
     assert result.exit_code == 0, result.output

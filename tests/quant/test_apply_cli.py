@@ -82,7 +82,23 @@ def test_sensitivity_verb(model_dir: Path, tmp_path: Path) -> None:
     ]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "sensitivity: weight → int3" in result.output  # the table, not JSON
     record = json.loads(out.read_text())
     groups = [e["group"] for e in record["table"]["entries"]]
     assert groups == [f"model.layers.{i}.{g}" for i in (0, 1) for g in ("self_attn", "mlp")]
     assert len(record["additivity"]["points"]) == 2
+
+
+def test_sensitivity_json_prints_one_record(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "table.json"
+    args = [
+        "sensitivity", "--model", str(model_dir), "--format", "int4", "--role", "k_cache",
+        "--windows", "1", "--seqlen", "32", "--json", "--out", str(out),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record == json.loads(out.read_text())
+    assert record["table"]["role"] == "k_cache" and len(record["table"]["entries"]) == 2
+    bad = CliRunner().invoke(app, [*args[:5], "--role", "bias", "--json"])
+    assert bad.exit_code == 2 and "unknown tensor role 'bias'" in bad.output

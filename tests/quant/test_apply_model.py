@@ -16,6 +16,7 @@ from quarch.quant import (
     QuantLinear,
     Role,
     Rule,
+    WeightCache,
     apply_config,
     quantized,
 )
@@ -272,3 +273,47 @@ def test_calibration_statistics_match_the_captured_inputs() -> None:
         assert torch.equal(got.act_absmax, want.act_absmax)
         assert got.num_tokens == 48 and got.samples.shape == (48, 64)
     assert stats[names[0]].hessian is not stats[names[1]].hessian  # each its own tensors
+
+
+def test_each_format_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config's format strings are parsed when it is built; applying it parses none again,
+    however many layers take each format."""
+    parsed: list[str] = []
+    original = Format.parse
+
+    def counting(text: str) -> Format:
+        parsed.append(text)
+        return original(text)
+
+    monkeypatch.setattr(Format, "parse", staticmethod(counting))
+    config = QuantConfig.uniform(weights="int4_g32", acts="fp8_e4m3_c", kv="int8")
+    assert sorted(parsed) == ["fp8_e4m3_c", "int4_g32", "int8"]
+    model = tiny()
+    report = apply_config(model, config, progress=False)
+    assert sorted(parsed) == ["fp8_e4m3_c", "int4_g32", "int8"]
+    assert sum(r.weight_format is not None for r in report.layers) == 14
+
+
+def test_weight_cache_reuses_rtn_weights_exactly() -> None:
+    x = tokens()
+    config = QuantConfig.from_dict(
+        {
+            "rules": [
+                {"pattern": "layers.0", "role": "weight", "format": "int4_g32"},
+                {"pattern": "layers.1", "role": "weight", "format": "mxfp4", "method": "gptq"},
+            ],
+            "default": {"input": "fp8_e4m3_c"},
+        }
+    )
+    model = tiny()
+    windows = tokens(seed=7, n=2, seqlen=16)
+    with quantized(model, config, calib_windows=windows):
+        expected = logits(model, x)
+    cache = WeightCache()
+    for round_ in range(2):
+        with quantized(model, config, calib_windows=windows, weight_cache=cache):
+            assert torch.equal(logits(model, x), expected), round_
+    assert (cache.misses, cache.hits) == (7, 7)  # layer 0's RTN linears only; GPTQ not cached
+    with pytest.raises(ValueError, match="rotation 'hadamard'"):
+        apply_config(tiny(), QuantConfig.uniform(weights="int8", rotation="hadamard"),
+                     weight_cache=cache, progress=False)  # fmt: skip

@@ -93,3 +93,19 @@ def test_additivity_measures_real_configs() -> None:
     assert full.predicted_delta_nll == pytest.approx(sum(e.delta_nll for e in table.entries))
     assert -1.0 <= add.pearson_delta_nll <= 1.0
     assert add.to_dict()["points"][0]["groups"] == list(add.points[0].groups)
+
+
+def test_prefix_cache_gives_the_full_models_costs() -> None:
+    """Running each group from its own block on the cached float prefix costs what running the
+    whole model costs (the cache is used: it is exact on this model)."""
+    model, windows = tiny(), tokens(seed=4, n=2, seqlen=24)
+    cached = WindowEval(model, windows, batch_size=2)
+    assert cached.prefix_exact and len(cached.batches) == 1
+    full = WindowEval(model, windows, prefix_cache=False)
+    assert not full.prefix_exact
+    a = layer_sensitivity(model, cached, format="int3")
+    b = layer_sensitivity(model, full, format="int3")
+    for x, y in zip(a.entries, b.entries, strict=True):
+        assert x.nll == pytest.approx(y.nll, rel=1e-6) and x.kl == pytest.approx(y.kl, rel=1e-4)
+    assert cached.first_block(["model.layers.1.mlp.up_proj", "model.layers.1.self_attn"]) == 1
+    assert cached.first_block(["model.layers.1.mlp", "lm_head"]) == 0

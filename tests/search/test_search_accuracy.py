@@ -9,18 +9,25 @@ import torch
 
 from quarch.formats import Format, quantize
 from quarch.models import tiny_llama
-from quarch.quant import LayerCalib, apply_config
+from quarch.quant import (
+    LayerCalib,
+    QuantConfig,
+    Role,
+    Rule,
+    WeightCache,
+    apply_config,
+    config_cost,
+    quantized,
+)
 from quarch.search import (
     AccuracyLab,
     Design,
-    WeightCache,
     build_space,
     build_table,
     design_config,
-    float_calibration,
     study_from_dict,
 )
-from quarch.search._proxy import _Scorer, needed_entries
+from quarch.search._proxy import needed_entries, sensitivity_eval, slot_kind, slot_roles
 
 from .conftest import TINY_STUDY
 
@@ -61,32 +68,31 @@ def test_cached_rtn_path_equals_apply_config(lab_space) -> None:
 
 def test_weight_cache_keeps_exact_bf16_and_evicts() -> None:
     w = torch.randn(64, 128)
+    mxfp4, int4 = Format.parse("mxfp4"), Format.parse("int4_g128")
     cache = WeightCache(budget_bytes=64 * 128 * 4 + 64 * 128 * 2)
-    mx = cache.get("a", "mxfp4", w)
-    assert torch.equal(mx, quantize(Format.parse("mxfp4"), w))
+    mx = cache.get("a", mxfp4, w)
+    assert torch.equal(mx, quantize(mxfp4, w))
     assert cache.bytes == 64 * 128 * 2  # MX values are exact in bfloat16
-    i4 = cache.get("b", "int4_g128", w)
-    assert torch.equal(i4, quantize(Format.parse("int4_g128"), w))
+    i4 = cache.get("b", int4, w)
+    assert torch.equal(i4, quantize(int4, w))
     assert cache.bytes == 64 * 128 * 6  # fp32 scales: kept at fp32
-    cache.get("c", "int4_g128", w + 1)  # over budget: the least recently used goes
-    assert ("a", "mxfp4") not in cache._items and cache.misses == 3
-    assert torch.equal(
-        cache.get("c", "int4_g128", w + 1), quantize(Format.parse("int4_g128"), w + 1)
-    )
+    cache.get("c", int4, w + 1)  # over budget: the least recently used goes
+    assert ("a", mxfp4) not in cache and cache.misses == 3
+    assert torch.equal(cache.get("c", int4, w + 1), quantize(int4, w + 1))
     assert cache.hits == 1
 
 
-def test_float_calibration_matches_from_inputs(lab_space) -> None:
+def test_float_stats_match_from_inputs(lab_space) -> None:
     lab, _ = lab_space
     name = lab.layout.linears[0][0].name
-    windows = lab.calib_windows[:3]
-    stats = float_calibration(lab.model, windows, [name], seed=0)[name]
+    windows = lab.calib_windows
+    stats = lab.float_stats()[name]
     seen = []
     hook = lab.model.get_submodule(name).register_forward_pre_hook(
         lambda _m, args: seen.append(args[0].reshape(-1, args[0].shape[-1]))
     )
     with torch.inference_mode():
-        for i in range(3):
+        for i in range(windows.shape[0]):
             lab.model(input_ids=windows[i : i + 1], use_cache=False)
     hook.remove()
     ref = LayerCalib.from_inputs(torch.cat(seen))
@@ -96,18 +102,23 @@ def test_float_calibration_matches_from_inputs(lab_space) -> None:
     assert stats.num_tokens == ref.num_tokens and stats.samples.shape[1] == ref.samples.shape[1]
 
 
-def test_scorer_prefix_path_is_exact(lab_space) -> None:
+def test_sensitivity_prefix_path_is_exact(lab_space) -> None:
     lab, space = lab_space
-    scorer = _Scorer(lab, lab.sens_windows)
-    assert scorer.prefix_exact
+    ev = sensitivity_eval(lab)
+    assert ev.prefix_exact
     nll_full = lab.mean_nll(lab.sens_windows)
-    assert scorer.base_nll == pytest.approx(nll_full, rel=1e-6)
+    assert ev.base_nll == pytest.approx(nll_full, rel=1e-6)
     # quantizing group 2's weights: running from its first block equals running everything
     g = space.groups[1]
-    with lab.rtn_weights({f"re:^model\\.layers\\.{g.layers[0]}\\.": "mxfp4"}):
-        nll_from, kl_from = scorer.score(start=g.layers[0])
-        nll_all, _ = scorer.score(start=0)
+    rule = Rule(pattern=f"re:^model\\.layers\\.{g.layers[0]}\\.", role=Role.WEIGHT, format="mxfp4")
+    config = QuantConfig(rules=(rule,))
+    with quantized(lab.model, config):
+        nll_from, kl_from = ev.evaluate(start=g.layers[0])
+        nll_all, kl_all = ev.evaluate(start=0)
     assert nll_from == pytest.approx(nll_all, rel=1e-6) and kl_from > 0
+    assert kl_from == pytest.approx(kl_all, rel=1e-5)
+    # config_cost finds that start itself, and the cached RTN weights change nothing
+    assert config_cost(ev, config, weight_cache=lab.cache) == (nll_from, kl_from)
 
 
 def test_table_entries_and_cache(lab_space, tmp_path) -> None:
@@ -159,3 +170,11 @@ def test_calibrated_method_designs(tmp_path) -> None:
     space = build_space(result.spec, model_layout(tiny_llama(seed=0).model))
     config = design_config(space, Design.of(gptq.design))
     assert {r.method for r in config.rules} == {"gptq"}
+
+
+def test_slots_name_their_tensors_by_role() -> None:
+    assert slot_roles("w.l0-4.attn") == (Role.WEIGHT,) and slot_kind("w.l0-4") == "weight"
+    assert slot_roles("a.l0-4") == (Role.INPUT,) and slot_kind("a.l0-4") == "act"
+    assert slot_roles("kv.l0-4") == (Role.K_CACHE, Role.V_CACHE) and slot_kind("kv.l5") == "kv"
+    with pytest.raises(ValueError, match=r"hw\.device"):
+        slot_kind("hw.device")
