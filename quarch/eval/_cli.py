@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from quarch._cli_util import fail
+
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -68,8 +70,7 @@ def eval_verb(
             progress=not as_json,
         )
     except (ValueError, TypeError, ImportError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(error) from None
     if as_json:
         typer.echo(json.dumps(record, indent=2))
     else:

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
+
+from quarch._cli_util import fail
+from quarch._yaml import load_yaml_text
 
 if TYPE_CHECKING:
     from quarch.quant._config import QuantConfig
@@ -26,7 +28,7 @@ def parse_method_params(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--method-param {item!r}: expected key=value")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = load_yaml_text(value, where=f"--method-param {key.strip()}")
     return out
 
 
@@ -144,8 +146,7 @@ def quantize_verb(
             progress=not as_json,
         )
     except (ValueError, TypeError, ImportError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(error) from None
     _emit(record, as_json=as_json, out=out, show=_print_quantize)
 
 
@@ -203,8 +204,7 @@ def sensitivity_verb(
             progress=not as_json,
         )
     except (ValueError, TypeError, ImportError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(error) from None
     _emit(record, as_json=as_json, out=out, show=_print_sensitivity)
 
 

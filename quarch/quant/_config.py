@@ -225,26 +225,31 @@ class QuantConfig:
 
     @staticmethod
     def from_yaml(text: str) -> QuantConfig:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"not valid YAML: {err}") from None
-        return QuantConfig.from_dict(data)
+        """A config from YAML text, read by quarch's bounded safe reader."""
+        return QuantConfig.from_dict(_yaml_mapping(text))
 
     @staticmethod
     def load(path: str) -> QuantConfig:
-        """Read a `.json` file, or YAML otherwise."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as err:
-            raise ValueError(f"cannot read the QuantConfig file {path!r}: {err}") from None
+        """Read a `.json` file, or YAML otherwise (errors name the file)."""
+        from quarch._yaml import read_text_file
+
+        text = read_text_file(path, where=f"cannot read the QuantConfig file {path!r}")
         try:
             if path.endswith(".json"):
                 return QuantConfig.from_json(text)
             return QuantConfig.from_yaml(text)
         except (ValueError, TypeError) as err:
             raise type(err)(f"{path}: {err}") from None
+
+
+def _yaml_mapping(text: str) -> Any:
+    from quarch._yaml import load_yaml_text
+
+    # the reader's errors start with `where`: "not valid YAML (line L, column C): reason"
+    try:
+        return load_yaml_text(text, where="QuantConfig")
+    except ValueError as err:
+        raise ValueError(str(err).removeprefix("QuantConfig: ")) from None
 
 
 def _role(value: Any) -> Role:

@@ -82,7 +82,7 @@ def _clip_group_width(fmt: Format, in_features: int) -> int | None:
         return None
     match sc.kind:
         case ScalingKind.GROUP:
-            return sc.block[0]
+            return min(sc.block[0], in_features)  # a group never spans past the row
         case ScalingKind.CHANNEL:
             return in_features
         case _:

@@ -45,9 +45,9 @@ def scale_group_width(fmt: Format, in_features: int) -> int | None:
         case ScalingKind.CHANNEL:
             return in_features if axis == 1 else 1
         case ScalingKind.GROUP:
-            return sc.block[0] if axis == 1 else 1
+            return min(sc.block[0], in_features) if axis == 1 else 1
         case ScalingKind.BLOCK2D:
-            return sc.block[1]
+            return min(sc.block[1], in_features)
 
 
 def column_format(fmt: Format) -> Format:
