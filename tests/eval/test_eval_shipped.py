@@ -26,7 +26,7 @@ def test_shipped_model_loads(shipped: LoadedModel) -> None:
     assert (config.num_attention_heads, config.num_key_value_heads) == (9, 3)
     assert config.vocab_size == len(shipped.tokenizer) == 49152
     assert {p.dtype for p in shipped.model.parameters()} == {torch.float32}
-    # a model from the converted cache has no hf_quantizer attribute at all; a fresh GGUF load has None
+    # no quantizer left on the model (one loaded from the converted cache has no such attribute)
     assert getattr(shipped.model, "hf_quantizer", None) is None
 
 
