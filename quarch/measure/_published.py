@@ -35,9 +35,9 @@ from typing import Any
 
 import yaml
 
+from quarch.formats import Format
 from quarch.hardware import list_hardware
 from quarch.models import load_model_spec
-from quarch.perf._scenario import bits_per_element
 
 PUBLISHED_DIR = Path(__file__).with_name("published")
 """Where the shipped rows live."""
@@ -227,7 +227,7 @@ def _row(d: dict[str, Any], file: str) -> PublishedRow:
         raise ValueError(f"value must be a positive number, got {value!r}")
     for name in ("weight_format", "act_format", "kv_format"):
         if name in d:
-            bits_per_element(_text(d, name))  # raises ValueError naming the format
+            Format.parse(_text(d, name))  # raises ValueError naming the format
     fields: dict[str, Any] = {
         k: d[k] for k in _KNOWN if k in d and k not in ("op", "batch", "title", "value")
     }

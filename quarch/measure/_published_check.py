@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from quarch.formats import Format
 from quarch.hardware import load_hardware
 from quarch.measure._published import SPLITS, PublishedRow, load_published
 from quarch.models import load_model_spec
@@ -42,7 +43,6 @@ from quarch.perf import (
     op_time,
     predict,
 )
-from quarch.perf._scenario import bits_per_element
 
 # --- predicting ------------------------------------------------------------------------------
 
@@ -120,8 +120,8 @@ def kernel_op(row: PublishedRow) -> Op:
         n=n,
         k=k,
         flops=2.0 * m * n * k,
-        weight_bytes=k * n * bits_per_element(row.weight_format) / 8,
-        act_bytes=m * (k + n) * bits_per_element(row.act_format) / 8,
+        weight_bytes=k * n * Format.parse(row.weight_format).bits_per_element / 8,
+        act_bytes=m * (k + n) * Format.parse(row.act_format).bits_per_element / 8,
         weight_format=row.weight_format,
         act_format=row.act_format,
         kv_format=row.kv_format,
