@@ -18,6 +18,7 @@ from quarch.formats import (
     ALL_FORMATS,
     PRESETS,
     Format,
+    GgufBlock,
     IntElement,
     IntGrid,
     Minifloat,
@@ -87,6 +88,14 @@ def data(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
 
 def is_raw(fmt: Format) -> bool:
     return fmt.scaling.kind is ScalingKind.NONE
+
+
+def is_gguf(fmt: Format) -> bool:
+    """llama.cpp block types choose codes, scales and minimums jointly per block, so no scales
+    can be fixed from outside (`compute_scales` refuses them) and the element-unit checks below
+    do not apply; tests/formats/test_gguf.py checks them against gguf bit for bit, within a step
+    and monotone where that holds. Their rows must be a multiple of the block long."""
+    return isinstance(fmt.element, GgufBlock)
 
 
 def is_sr(fmt: Format) -> bool:
@@ -175,7 +184,7 @@ def float_scaled_directed(fmt: Format) -> bool:
 IDEMPOTENT = [f for f in FORMATS if not float_scaled_directed(f)]
 
 
-@pytest.mark.parametrize("fmt", IDEMPOTENT, ids=str)
+@pytest.mark.parametrize("fmt", [f for f in IDEMPOTENT if not is_gguf(f)], ids=str)
 def test_idempotent_with_fixed_scales(fmt: Format) -> None:
     """Re-quantizing the output with the same scales changes nothing, bit for bit."""
     x = data((32, 256), seed=1)
@@ -238,7 +247,7 @@ def sweep(fmt: Format, n: int = 2001) -> torch.Tensor:
     return torch.cat(pts).sort().values
 
 
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if not is_sr(f)], ids=str)
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if not is_sr(f) and not is_gguf(f)], ids=str)
 def test_monotone(fmt: Format) -> None:
     """x ≤ y implies q(x) ≤ q(y): element formats directly; scaled formats with their scales
     fixed (from a tensor whose rows are all equal, so every row shares one set of scales)."""
@@ -283,7 +292,7 @@ def in_range(fmt: Format, v: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "fmt",
-    [f for f in FORMATS if not is_sr(f) and grid_known(f)],
+    [f for f in FORMATS if not is_sr(f) and grid_known(f) and not is_gguf(f)],
     ids=str,
 )
 def test_rounding_picks_the_right_neighbour(fmt: Format) -> None:
@@ -495,7 +504,7 @@ ODD_SHAPES = [(1,), (7,), (3, 5, 7), (1, 1000), (130, 97), (576, 1536 + 17)]
 @pytest.mark.parametrize("shape", ODD_SHAPES, ids=str)
 @pytest.mark.parametrize("fmt", FORMATS, ids=IDS)
 def test_odd_shapes(fmt: Format, shape: tuple[int, ...]) -> None:
-    if fmt.scaling.kind is ScalingKind.BLOCK2D and len(shape) < 2:
+    if (fmt.scaling.kind is ScalingKind.BLOCK2D and len(shape) < 2) or is_gguf(fmt):
         with pytest.raises(ValueError):
             quantize(fmt, torch.ones(shape))
         return
@@ -605,7 +614,7 @@ def test_nan_and_inf_stay_local(fmt: Format) -> None:
 # --- fixed scales (the GPTQ use) ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", [f for f in FORMATS if not is_raw(f)], ids=str)
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if not is_raw(f) and not is_gguf(f)], ids=str)
 def test_given_scales_equal_computed(fmt: Format) -> None:
     x = data((64, 256), seed=12)
     s = compute_scales(fmt, x)
