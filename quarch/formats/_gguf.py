@@ -14,33 +14,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from quarch.formats._gguf_types import GGUF_TYPES, GgufType
+from quarch.formats._gguf_k import K_DEQUANTIZERS, K_QUANTIZERS
+from quarch.formats._gguf_types import (
+    GGUF_TYPES,
+    GROUP_MAX_EPS,
+    GgufCodes,
+    GgufType,
+    sequential_sum,
+)
 from quarch.formats._spec import GgufBlock
 
 # kvalues_iq4nl of ggml-common.h: the 16 non-uniform levels of IQ4_NL (ascending).
 IQ4_NL_VALUES = (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
-GROUP_MAX_EPS = 1e-15  # ggml-quants.c: a (sub-)block with max |x| below this quantizes to zero
-
-
-@dataclass(frozen=True, kw_only=True)
-class GgufCodes:
-    """One tensor's blocks as stored, before byte packing (blocks along the last dim).
-
-    q: int32 [..., nb, block] stored element codes (unsigned, except Q8_0's int8).
-    d: float16 [..., nb] block (super-block) scale; dmin: float16 [..., nb] minimum (Q4_1, Q5_1:
-    the block minimum m; K-quants: the super-block scale of the minimums) or None.
-    sc, mn: int32 [..., nb, sub-blocks] quantized sub-block scales and minimums (K-quants) or None.
-    """
-
-    q: torch.Tensor
-    d: torch.Tensor
-    dmin: torch.Tensor | None = None
-    sc: torch.Tensor | None = None
-    mn: torch.Tensor | None = None
 
 
 def gguf_type(fmt_element: GgufBlock) -> GgufType:
@@ -113,14 +101,6 @@ def best_index(values: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch.where(v >= values[-1], n - 1, idx)
 
 
-def sequential_sum(v: torch.Tensor) -> torch.Tensor:
-    """Sum over the last dim left to right in float32, as a C loop `s += v[j]` does."""
-    acc = torch.zeros(v.shape[:-1], dtype=torch.float32)
-    for j in range(v.shape[-1]):
-        acc = acc + v[..., j]
-    return acc
-
-
 def _iq4_nl(xb: torch.Tensor) -> GgufCodes:
     """quantize_row_iq4_nl_ref: quantize_row_iq4_nl_impl with one block of 32, no importance
     weights and ntry = -1. Codes come from d = max / values[0] (max: the value of largest
@@ -161,6 +141,7 @@ def _dequant_legacy(name: str, c: GgufCodes) -> torch.Tensor:
     raise AssertionError(name)
 
 
+LEGACY = ("q8_0", "q4_0", "q5_0", "q4_1", "q5_1", "iq4_nl")
 Quantizer = Callable[[torch.Tensor], GgufCodes]
 Dequantizer = Callable[[GgufCodes], torch.Tensor]
 
@@ -171,9 +152,11 @@ QUANTIZERS: dict[str, Quantizer] = {
     "q4_1": lambda xb: _with_min(xb, 16),
     "q5_1": lambda xb: _with_min(xb, 32),
     "iq4_nl": _iq4_nl,
+    **K_QUANTIZERS,
 }
 DEQUANTIZERS: dict[str, Dequantizer] = {
-    name: functools.partial(_dequant_legacy, name) for name in QUANTIZERS
+    **{name: functools.partial(_dequant_legacy, name) for name in QUANTIZERS if name in LEGACY},
+    **K_DEQUANTIZERS,
 }
 
 
@@ -208,4 +191,7 @@ def gguf_values(el: GgufBlock, c: GgufCodes) -> torch.Tensor:
 
 def gguf_quantize(el: GgufBlock, x: torch.Tensor) -> torch.Tensor:
     """quantize then dequantize float32 `x` ([..., n]); float32 of the same shape."""
+    if x.numel() == 0:
+        to_blocks(gguf_type(el), x)  # the shape must still be valid
+        return x.clone()
     return gguf_values(el, gguf_codes(el, x)).reshape(x.shape)

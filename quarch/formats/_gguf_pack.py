@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from quarch.formats._api import _check_input
-from quarch.formats._gguf import GgufCodes, gguf_codes, gguf_values
-from quarch.formats._gguf_types import GGUF_TYPES
+from quarch.formats._gguf import gguf_codes, gguf_values
+from quarch.formats._gguf_kpack import K_PACKERS, K_UNPACKERS
+from quarch.formats._gguf_types import GGUF_TYPES, GgufCodes
 from quarch.formats._spec import Format, GgufBlock
 
 
@@ -71,6 +72,7 @@ PACKERS: dict[str, Callable[[GgufCodes], np.ndarray]] = {
     "q4_1": lambda c: _legacy(c, with_min=True),
     "q5_0": lambda c: _legacy(c, fifth_bit=True),
     "q5_1": lambda c: _legacy(c, with_min=True, fifth_bit=True),
+    **K_PACKERS,
 }
 
 
@@ -109,6 +111,7 @@ UNPACKERS: dict[str, Callable[[np.ndarray], GgufCodes]] = {
     "q4_1": lambda b: _unpack_legacy(b, with_min=True),
     "q5_0": lambda b: _unpack_legacy(b, fifth_bit=True),
     "q5_1": lambda b: _unpack_legacy(b, with_min=True, fifth_bit=True),
+    **K_UNPACKERS,
 }
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
+GROUP_MAX_EPS = 1e-15  # ggml-quants.c: a (sub-)block with max |x| below this quantizes to zero
+
 
 @dataclass(frozen=True, kw_only=True)
 class GgufType:
@@ -54,3 +58,28 @@ GGUF_TYPES: dict[str, GgufType] = {
         _t("Q6_K", 256, 210, 6, 16),  # ql[128], qh[64], int8 scales[16], d
     )
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class GgufCodes:
+    """One tensor's blocks as stored, before byte packing (blocks along the last dim).
+
+    q: int32 [..., nb, block] stored element codes (unsigned, except Q8_0's int8).
+    d: float16 [..., nb] block (super-block) scale; dmin: float16 [..., nb] minimum (Q4_1, Q5_1:
+    the block minimum m; K-quants: the super-block scale of the minimums) or None.
+    sc, mn: int32 [..., nb, sub-blocks] quantized sub-block scales and minimums (K-quants) or None.
+    """
+
+    q: torch.Tensor
+    d: torch.Tensor
+    dmin: torch.Tensor | None = None
+    sc: torch.Tensor | None = None
+    mn: torch.Tensor | None = None
+
+
+def sequential_sum(v: torch.Tensor) -> torch.Tensor:
+    """Sum over the last dim left to right in float32, as a C loop `s += v[j]` does."""
+    acc = torch.zeros(v.shape[:-1], dtype=torch.float32)
+    for j in range(v.shape[-1]):
+        acc = acc + v[..., j]
+    return acc

@@ -8,6 +8,7 @@ bytes (random blocks included), and `gguf.quants.dequantize(encode_gguf_bytes(fm
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import gguf
@@ -28,6 +29,8 @@ from quarch.formats import (
     gguf_type_of,
     quantize,
 )
+
+from ._gguf_reference import REFERENCES
 
 # Types whose quantizer gguf 0.19 implements in numpy (gguf/quants.py: quantize_blocks).
 GGUF_QUANTIZES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
@@ -295,3 +298,87 @@ def test_legacy_monotone_with_the_block_extremes_fixed(name: str) -> None:
     x[:, 0], x[:, 1], x[:, 2], x[:, 3:] = 3.0, -3.0, sweep, rest
     q = quantize(fmt, x)[:, 2]
     assert bool((q[1:] >= q[:-1]).all()), name
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_k_quants_equal_scalar_reference(name: str) -> None:
+    """Codes, d, dmin and sub-block scales and minimums equal a scalar float32 transcription of
+    llama.cpp's quantize_row_*_ref, block for block (a few blocks of each kind of data)."""
+    fmt = Format.parse(name)
+    blocks = torch.cat([x.reshape(-1, 256)[:3] for x in cases(256).values()])
+    enc = encode(fmt, blocks)
+    assert enc.scale_codes is not None and enc.sub_scales is not None
+    d_all = enc.scale_codes.reshape(-1).numpy().astype(np.uint16)
+    mins = None if enc.mins is None else enc.mins.reshape(-1).numpy().astype(np.uint16)
+    for i, block in enumerate(blocks.numpy()):
+        codes, d, dmin, sc, mn = REFERENCES[name](block)
+        assert enc.codes[i].tolist() == codes, f"{name} block {i}: codes"
+        assert d_all[i] == d.view(np.uint16), f"{name} block {i}: d"
+        assert enc.sub_scales[i, 0].tolist() == sc, f"{name} block {i}: sub-scales"
+        if dmin is not None:
+            assert mins is not None and enc.sub_mins is not None
+            assert mins[i] == dmin.view(np.uint16), f"{name} block {i}: dmin"
+            assert enc.sub_mins[i, 0].tolist() == mn, f"{name} block {i}: sub-mins"
+
+
+# (lowest, highest) stored code, code offset, whether a sub-block minimum is subtracted.
+K_RANGE = {
+    "q2_k": (0, 3, 0, True),
+    "q3_k": (0, 7, 4, False),
+    "q4_k": (0, 15, 0, True),
+    "q5_k": (0, 31, 0, True),
+    "q6_k": (0, 63, 32, False),
+}
+
+
+def k_sub_block_params(name: str, enc) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d_sub, dm_sub) per element, float64, as the dequantizer forms them from `enc`."""
+    d = torch.from_numpy(enc.scale_codes.numpy().astype(np.uint16).view(np.float16)).float()
+    sc = enc.sub_scales.float() - (32 if name == "q3_k" else 0)
+    d_sub = d.unsqueeze(-1) * sc
+    if enc.mins is None:
+        dm_sub = torch.zeros_like(d_sub)
+    else:
+        dmin = torch.from_numpy(enc.mins.numpy().astype(np.uint16).view(np.float16)).float()
+        dm_sub = dmin.unsqueeze(-1) * enc.sub_mins.float()
+    k = 256 // sc.shape[-1]
+    expand = lambda t: t.repeat_interleave(k, -1).reshape(enc.codes.shape).double()  # noqa: E731
+    return expand(d_sub), expand(dm_sub)
+
+
+@pytest.mark.parametrize("name", [n for n in K_RANGE if n in GGUF_FORMATS])
+def test_k_quants_within_half_a_sub_block_step(name: str) -> None:
+    """Every element is the nearest code of its sub-block's stored scale and minimum:
+    |q - x| ≤ d_sub / 2 where (x + dm) / d_sub lies inside the code range, the nearest end of
+    the range beyond it, and -dm where the sub-block's scale is 0 (float32 rounding aside)."""
+    fmt = Format.parse(name)
+    lo, hi, off, _ = K_RANGE[name]
+    for case, x in cases(256).items():
+        enc = encode(fmt, x)
+        y = quantize(fmt, x).double()
+        d_sub, dm_sub = k_sub_block_params(name, enc)
+        xd = x.double()
+        v = (xd + dm_sub) / torch.where(d_sub == 0, 1.0, d_sub) + off
+        near = v.round().clamp(lo, hi)
+        want = torch.where(d_sub == 0, -dm_sub, d_sub * (near - off) - dm_sub)
+        slack = (d_sub.abs() * max(hi, off) + dm_sub.abs()) * 2.0**-22 + 1e-30
+        ties = (v - v.floor() - 0.5).abs() < 1e-4  # either neighbour of a (near-)tie is right
+        err = (y - want).abs()
+        ok = (err <= slack) | (ties & (err <= d_sub.abs() + slack))
+        assert bool(ok.all()), f"{name} {case}: {int((~ok).sum())} elements off their code"
+
+
+def test_k_quants_error_falls_with_bits() -> None:
+    """On Gaussian weights the error falls as the types grow: Q2_K > Q3_K > Q4_K > Q5_K > Q6_K,
+    and each is within the SQNR a b-bit format of its size reaches (≈ 6 dB per bit, minus a few
+    dB for scales)."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(64, 1024, generator=g)
+    sqnr = {}
+    for name in K_RANGE:
+        err = (quantize(Format.parse(name), x) - x).square().mean()
+        sqnr[name] = float(10 * torch.log10(x.square().mean() / err))
+    names = list(K_RANGE)
+    assert all(sqnr[a] < sqnr[b] for a, b in itertools.pairwise(names)), sqnr
+    for name, floor in {"q2_k": 10, "q3_k": 15.5, "q4_k": 22, "q5_k": 28, "q6_k": 34}.items():
+        assert sqnr[name] > floor, (name, sqnr)
