@@ -9,7 +9,12 @@
 from quarch.formats._api import Encoded, cast_element, compute_scales, quantize
 from quarch.formats._codes import decode, encode
 from quarch.formats._compare import FormatError, compare_formats
-from quarch.formats._gguf_pack import decode_gguf_bytes, encode_gguf_bytes, gguf_type_of
+from quarch.formats._gguf_pack import (
+    decode_gguf_bytes,
+    encode_gguf_bytes,
+    gguf_fallback,
+    gguf_type_of,
+)
 from quarch.formats._grammar import GRAMMAR_HELP
 from quarch.formats._presets import ALL_FORMATS, GGUF_FORMATS, PRESETS
 from quarch.formats._scaling import Scales
@@ -63,6 +68,7 @@ __all__ = [
     "decode_gguf_bytes",
     "encode",
     "encode_gguf_bytes",
+    "gguf_fallback",
     "gguf_type_of",
     "parse",
     "quantize",

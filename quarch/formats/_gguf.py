@@ -106,7 +106,7 @@ def _iq4_nl(xb: torch.Tensor) -> GgufCodes:
     weights and ntry = -1. Codes come from d = max / values[0] (max: the value of largest
     magnitude); the stored scale is the weighted least-squares fit sumqx / sumq2 with weights
     x², summed in float32 in C's order."""
-    values = torch.tensor(IQ4_NL_VALUES, dtype=torch.float32)
+    values = torch.tensor(IQ4_NL_VALUES, dtype=torch.float32, device=xb.device)
     mx = _signed_absmax(xb)
     d0 = mx / values[0]
     idx = best_index(values, (1.0 / d0).unsqueeze(-1) * xb)
@@ -136,7 +136,7 @@ def _dequant_legacy(name: str, c: GgufCodes) -> torch.Tensor:
             assert c.dmin is not None
             return d * q + c.dmin.to(torch.float32).unsqueeze(-1)
         case "iq4_nl":
-            values = torch.tensor(IQ4_NL_VALUES, dtype=torch.float32)
+            values = torch.tensor(IQ4_NL_VALUES, dtype=torch.float32, device=c.q.device)
             return d * values[c.q.long()]
     raise AssertionError(name)
 
@@ -162,7 +162,7 @@ DEQUANTIZERS: dict[str, Dequantizer] = {
 
 def _poison(c: GgufCodes, bad: torch.Tensor) -> GgufCodes:
     """Blocks flagged `bad` ([..., nb]) get NaN scales, so they decode to NaN."""
-    nan = torch.tensor(float("nan"), dtype=torch.float16)
+    nan = torch.tensor(float("nan"), dtype=torch.float16, device=c.d.device)
     return GgufCodes(
         q=torch.where(bad.unsqueeze(-1), torch.zeros_like(c.q), c.q),
         d=torch.where(bad, nan, c.d),
@@ -176,8 +176,6 @@ def gguf_codes(el: GgufBlock, x: torch.Tensor) -> GgufCodes:
     """The stored blocks of float32 `x` ([..., n], n a multiple of the block size)."""
     t = gguf_type(el)
     xb = to_blocks(t, x)
-    if t.name not in QUANTIZERS:
-        raise NotImplementedError(f"GGUF type {t.name} has no quantizer yet")
     bad = ~torch.isfinite(xb).all(-1)
     clean = torch.where(bad.unsqueeze(-1), torch.zeros_like(xb), xb)
     codes = QUANTIZERS[t.name](clean)

@@ -129,7 +129,7 @@ def unpack(name: str, data: np.ndarray) -> GgufCodes:
 
 def pack(name: str, c: GgufCodes) -> np.ndarray:
     """uint8 [..., nb × bytes per block] of the blocks `c` of type `name`."""
-    blocks = PACKERS[name](c)  # [..., nb, bytes]
+    blocks = PACKERS[name](c.cpu())  # [..., nb, bytes]
     return np.ascontiguousarray(blocks.reshape(*blocks.shape[:-2], -1))
 
 
@@ -172,6 +172,7 @@ def encode_gguf_bytes(fmt: Format, x: torch.Tensor) -> np.ndarray:
     xf = x.detach().to(torch.float32)
     if not isinstance(fmt.element, GgufBlock):
         dt = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[str(fmt)]
+        xf = xf.cpu()
         flat = xf.to(dt).contiguous().view(torch.uint8) if xf.dim() else xf.to(dt).reshape(1)
         return flat.numpy().reshape(*xf.shape[:-1], -1).copy()
     return pack(fmt.element.name, gguf_codes(fmt.element, xf))
@@ -185,3 +186,34 @@ def decode_gguf_bytes(fmt: Format, data: np.ndarray) -> torch.Tensor:
         raise ValueError(f"decode_gguf_bytes takes a GGUF block type, got {fmt}")
     c = unpack(fmt.element.name, data)
     return gguf_values(fmt.element, c).reshape(*data.shape[:-1], -1)
+
+
+# llama.cpp's fallback for K-quant rows not a multiple of 256 (src/llama-quant.cpp,
+# llama_tensor_get_type: "tensor cols … are not divisible by 256 … using fallback quantization").
+K_FALLBACK = {"q2_k": "iq4_nl", "q3_k": "iq4_nl", "q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0"}
+
+
+def gguf_fallback(fmt: Format, row_length: int) -> Format:
+    """The format llama-quantize stores a tensor of rows `row_length` long in, asked for `fmt`.
+
+    `fmt` itself when its block divides the row; for a K-quant that does not fit, llama.cpp's
+    fallback (q2_k, q3_k → iq4_nl; q4_k → q5_0; q5_k → q5_1; q6_k → q8_0), and fp16 where that
+    does not fit either. Raises ValueError for a legacy type whose block does not divide the row
+    (llama.cpp refuses those) and for formats that are not GGUF block types.
+    """
+    from quarch.formats._presets import GGUF_FORMATS, PRESETS
+
+    if not isinstance(fmt, Format) or not isinstance(fmt.element, GgufBlock):
+        raise ValueError(f"gguf_fallback takes a GGUF block type, got {fmt}")
+    if row_length <= 0:
+        raise ValueError(f"row_length must be positive, got {row_length}")
+    name = fmt.element.name
+    if row_length % fmt.element.block == 0:
+        return fmt
+    if name not in K_FALLBACK:
+        raise ValueError(
+            f"GGUF type {name} needs rows a multiple of {fmt.element.block}, got {row_length}"
+        )
+    fallback = GGUF_FORMATS[K_FALLBACK[name]]
+    assert isinstance(fallback.element, GgufBlock)
+    return fallback if row_length % fallback.element.block == 0 else PRESETS["fp16"]

@@ -76,10 +76,18 @@ class GgufCodes:
     sc: torch.Tensor | None = None
     mn: torch.Tensor | None = None
 
+    def cpu(self) -> GgufCodes:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.cpu()
+
+        return GgufCodes(
+            q=self.q.cpu(), d=self.d.cpu(), dmin=move(self.dmin), sc=move(self.sc), mn=move(self.mn)
+        )
+
 
 def sequential_sum(v: torch.Tensor) -> torch.Tensor:
     """Sum over the last dim left to right in float32, as a C loop `s += v[j]` does."""
-    acc = torch.zeros(v.shape[:-1], dtype=torch.float32)
+    acc = torch.zeros(v.shape[:-1], dtype=torch.float32, device=v.device)
     for j in range(v.shape[-1]):
         acc = acc + v[..., j]
     return acc

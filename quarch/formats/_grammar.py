@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from quarch.formats._elements import NF4, TERNARY, codebook_from_values
-from quarch.formats._gguf import QUANTIZERS
+from quarch.formats._gguf_types import GGUF_TYPES
 from quarch.formats._spec import (
     POW2_RULES,
     Codebook,
@@ -33,7 +33,7 @@ GRAMMAR_HELP = (
     "valid forms: a preset (fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, fp6_e3m2, fp6_e2m3, fp4_e2m1, "
     "mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, mxfp6_e2m3, mxfp4, mxint8, nvfp4, int8, int4, int3, "
     "int2, nf4, ternary, bfp{K}; GGUF block types "
-    + ", ".join(QUANTIZERS)
+    + ", ".join(GGUF_TYPES)
     + ", which take no modifiers) or an element "
     "(e{X}m{Y}[fn|fnuz|fin], int{K}, pot{K}, ternary, nf4, cb[v0,v1,...]) followed by "
     "_-separated modifiers: bias{B} nosub sat full asym | "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 from quarch.formats._elements import NF4, TERNARY
-from quarch.formats._gguf import QUANTIZERS
 from quarch.formats._gguf_types import GGUF_TYPES
 from quarch.formats._grammar import minifloat
 from quarch.formats._spec import (
@@ -110,7 +109,7 @@ def gguf(name: str) -> Format:
     )
 
 
-GGUF_FORMATS: dict[str, Format] = {name: gguf(name) for name in GGUF_TYPES if name in QUANTIZERS}
+GGUF_FORMATS: dict[str, Format] = {name: gguf(name) for name in GGUF_TYPES}
 
 _BY_FORMAT = {f: name for name, f in [*PRESETS.items(), *GGUF_FORMATS.items()]}
 

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from quarch.formats._gguf_types import GGUF_TYPES
+
 
 class Specials(StrEnum):
     """Which bit patterns of a minifloat are special values."""
@@ -224,28 +226,20 @@ class GgufBlock:
     name: str
 
     def __post_init__(self) -> None:
-        from quarch.formats._gguf_types import GGUF_TYPES
-
         if self.name not in GGUF_TYPES:
             raise ValueError(f"unknown GGUF block type {self.name!r}; known: {sorted(GGUF_TYPES)}")
 
     @property
     def bits(self) -> int:
-        from quarch.formats._gguf_types import GGUF_TYPES
-
         return GGUF_TYPES[self.name].code_bits
 
     @property
     def block(self) -> int:
-        from quarch.formats._gguf_types import GGUF_TYPES
-
         return GGUF_TYPES[self.name].block
 
     @property
     def bits_per_element(self) -> float:
         """The type's real size: bytes per block × 8 / elements per block."""
-        from quarch.formats._gguf_types import GGUF_TYPES
-
         return GGUF_TYPES[self.name].bits_per_element
 
     @property
@@ -372,8 +366,9 @@ class Format:
         from quarch.formats._blocks import num_scale_blocks
 
         numel = math.prod(shape)
-        if isinstance(self.element, GgufBlock):
-            return numel // self.element.block * round(self.element.block * self.bits_per_element)
+        if isinstance(self.element, GgufBlock):  # whole blocks: codes, scales and minimums
+            t = GGUF_TYPES[self.element.name]
+            return math.ceil(numel / t.block) * t.type_bytes * 8
         blocks = num_scale_blocks(self, shape)
         per_block = self.scaling.scale_format.bits + self.zero_point_bits
         tensor = 32 if self.scaling.tensor_scale else 0

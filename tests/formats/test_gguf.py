@@ -26,6 +26,7 @@ from quarch.formats import (
     decode_gguf_bytes,
     encode,
     encode_gguf_bytes,
+    gguf_fallback,
     gguf_type_of,
     quantize,
 )
@@ -382,3 +383,18 @@ def test_k_quants_error_falls_with_bits() -> None:
     assert all(sqnr[a] < sqnr[b] for a, b in itertools.pairwise(names)), sqnr
     for name, floor in {"q2_k": 10, "q3_k": 15.5, "q4_k": 22, "q5_k": 28, "q6_k": 34}.items():
         assert sqnr[name] > floor, (name, sqnr)
+
+
+def test_fallback_follows_llama_quantize() -> None:
+    """SmolLM2-135M's rows of 576 (= 18 × 32, not a multiple of 256) get llama.cpp's fallback."""
+    p = Format.parse
+    assert gguf_fallback(p("q4_k"), 1536) == p("q4_k")
+    want = {"q2_k": "iq4_nl", "q3_k": "iq4_nl", "q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0"}
+    for k, fallback in want.items():
+        assert gguf_fallback(p(k), 576) == p(fallback), k
+        assert gguf_fallback(p(k), 100) == p("fp16"), k
+    assert gguf_fallback(p("q4_0"), 576) == p("q4_0")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        gguf_fallback(p("q4_0"), 100)
+    with pytest.raises(ValueError, match="GGUF block type"):
+        gguf_fallback(p("int4_g128"), 128)
