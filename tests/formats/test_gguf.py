@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import gguf
 import numpy as np
@@ -398,3 +399,29 @@ def test_fallback_follows_llama_quantize() -> None:
         gguf_fallback(p("q4_0"), 100)
     with pytest.raises(ValueError, match="GGUF block type"):
         gguf_fallback(p("int4_g128"), 128)
+
+
+def test_gguf_file_round_trip(tmp_path: Path) -> None:
+    """Tensors of several types written with gguf's writer from encode_gguf_bytes read back
+    with gguf's reader and dequantize, bit for bit, to quarch's quantize."""
+    g = torch.Generator().manual_seed(13)
+    tensors = {
+        f"blk.{i}.{name}.weight": (Format.parse(name), torch.randn(8, 512, generator=g))
+        for i, name in enumerate(["q4_k", "q6_k", "q8_0", "iq4_nl", "q5_1", "bf16"])
+    }
+    path = tmp_path / "t.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for name, (fmt, x) in tensors.items():
+        data = encode_gguf_bytes(fmt, x)
+        writer.add_tensor(name, data, raw_dtype=gguf_type_of(fmt))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader = gguf.GGUFReader(str(path))
+    assert {t.name for t in reader.tensors} == set(tensors)
+    for t in reader.tensors:
+        fmt, x = tensors[t.name]
+        assert t.tensor_type == gguf_type_of(fmt), t.name
+        got = gguf_dequantize(np.asarray(t.data), t.tensor_type).reshape(x.shape)
+        assert same_bits(got, quantize(fmt, x).float().numpy()), t.name
