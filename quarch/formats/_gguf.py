@@ -1,8 +1,9 @@
 """GGUF block types (llama.cpp): quantize, encode, decode, and the exact GGUF byte layout.
 
-Each type's reference quantizer is llama.cpp's `quantize_row_*_ref` (ggml/src/ggml-quants.c);
-the legacy types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) follow the `gguf` Python package's numpy port of
-them (gguf-py/gguf/quants.py), operation for operation in float32, so they agree bit for bit.
+Each type's reference quantizer is llama.cpp's `quantize_row_*_ref` (ggml/src/ggml-quants.c).
+The legacy types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) follow the `gguf` Python package's numpy port of
+them (gguf-py/gguf/quants.py), operation for operation in float32, so they agree bit for bit;
+IQ4_NL (here) and the K-quants (`_gguf_k.py`), which gguf only dequantizes, follow the C code.
 Dequantization repeats `gguf.quants.dequantize`'s float32 arithmetic for every type. Blocks run
 along the last dimension, whose length must be a multiple of the block size (as GGUF requires).
 
