@@ -9,12 +9,19 @@
 from quarch.formats._api import Encoded, cast_element, compute_scales, quantize
 from quarch.formats._codes import decode, encode
 from quarch.formats._compare import FormatError, compare_formats
+from quarch.formats._gguf_pack import (
+    decode_gguf_bytes,
+    encode_gguf_bytes,
+    gguf_fallback,
+    gguf_type_of,
+)
 from quarch.formats._grammar import GRAMMAR_HELP
-from quarch.formats._presets import ALL_FORMATS, PRESETS
+from quarch.formats._presets import ALL_FORMATS, GGUF_FORMATS, PRESETS
 from quarch.formats._scaling import Scales
 from quarch.formats._spec import (
     Codebook,
     Format,
+    GgufBlock,
     IntElement,
     IntGrid,
     Minifloat,
@@ -33,12 +40,14 @@ parse = Format.parse
 
 __all__ = [
     "ALL_FORMATS",
+    "GGUF_FORMATS",
     "GRAMMAR_HELP",
     "PRESETS",
     "Codebook",
     "Encoded",
     "Format",
     "FormatError",
+    "GgufBlock",
     "IntElement",
     "IntGrid",
     "Minifloat",
@@ -56,7 +65,11 @@ __all__ = [
     "compare_formats",
     "compute_scales",
     "decode",
+    "decode_gguf_bytes",
     "encode",
+    "encode_gguf_bytes",
+    "gguf_fallback",
+    "gguf_type_of",
     "parse",
     "quantize",
 ]

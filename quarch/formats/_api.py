@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from quarch.formats import _elements, _minifloat
+from quarch.formats import _elements, _gguf, _minifloat
 from quarch.formats._blocks import block_counts, from_blocks, grid_shape, to_blocks
 from quarch.formats._scaling import (
     MSE_RATIOS,
@@ -28,6 +28,7 @@ from quarch.formats._scaling import (
 from quarch.formats._spec import (
     Element,
     Format,
+    GgufBlock,
     IntElement,
     Minifloat,
     Pow2Scale,
@@ -47,6 +48,11 @@ class Encoded:
     codebooks), shape of the input. scale_codes: int32 codes of the scale format (e8m0: biased
     exponent, 0xFF = NaN), shape = block grid. zero_points: int32, same grid, or None.
     tensor_scale: 0-d float32, or None.
+
+    GGUF block types (`q4_k` ...): codes are the stored unsigned codes (Q8_0: int8 values),
+    scale_codes the fp16 bit patterns of each block's (super-block's) scale d, `mins` those of
+    its minimum (Q4_1, Q5_1: m; K-quants: dmin) or None, `sub_scales` / `sub_mins` the K-quants'
+    quantized sub-block scales and minimums, int32 [..., blocks, sub-blocks], or None.
     """
 
     codes: torch.Tensor
@@ -55,6 +61,9 @@ class Encoded:
     tensor_scale: torch.Tensor | None
     shape: tuple[int, ...]
     dtype: torch.dtype
+    mins: torch.Tensor | None = None
+    sub_scales: torch.Tensor | None = None
+    sub_mins: torch.Tensor | None = None
 
 
 def _check_input(fmt: Format, x: torch.Tensor) -> None:
@@ -75,7 +84,16 @@ def _element(fmt: Format) -> Element:
 
 def cast_element(fmt: Format, v: torch.Tensor) -> torch.Tensor:
     """Round float32 values (already divided by their scale) onto the element grid."""
+    _refuse_gguf(fmt, "cast_element")
     return _elements.cast(_element(fmt), v, fmt.rounding)
+
+
+def _refuse_gguf(fmt: Format, what: str) -> None:
+    if isinstance(fmt.element, GgufBlock):
+        raise ValueError(
+            f"{what} does not apply to the GGUF block type {fmt}: its codes, scales and minimums "
+            "are chosen jointly per block; use quantize or encode"
+        )
 
 
 def _compute_block_scales(
@@ -131,6 +149,7 @@ def compute_scales(
 ) -> Scales:
     """The scales `quantize(fmt, x)` would use; `tensor_scale` fixes a `ts` format's fp32 scale."""
     _check_input(fmt, x)
+    _refuse_gguf(fmt, "compute_scales")
     if fmt.scaling.kind is ScalingKind.NONE:
         raise ValueError(f"format {fmt} has no scales")
     xf = x.detach().to(torch.float32)
@@ -198,9 +217,15 @@ def quantize(fmt: Format, x: torch.Tensor, *, scales: Scales | None = None) -> t
         scales: fixed scales from `compute_scales` (their grid must match x's), else computed.
     Raises:
         TypeError: x is not a floating tensor of a supported dtype.
-        ValueError: `scales` does not fit x.
+        ValueError: `scales` does not fit x; for a GGUF block type, x's last dim is not a
+            multiple of the block size (32, or 256 for K-quants) or `scales` is given.
     """
     _check_input(fmt, x)
+    if isinstance(fmt.element, GgufBlock):
+        if scales is not None:
+            _refuse_gguf(fmt, "quantize with fixed scales")
+        xg = x.detach().to(torch.float32)
+        return _gguf.gguf_quantize(fmt.element, xg).to(x.dtype)
     grid_shape(fmt.scaling, tuple(x.shape))  # raises ValueError for shapes the scaling can't take
     if x.numel() == 0:
         return x.clone()

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from quarch.formats import _elements, _minifloat
+from quarch.formats import _elements, _gguf, _minifloat
 from quarch.formats._api import (
     Encoded,
     _check_input,
@@ -17,7 +17,7 @@ from quarch.formats._api import (
 )
 from quarch.formats._blocks import from_blocks, grid_shape, to_blocks
 from quarch.formats._scaling import Scales, fixed_point_shift
-from quarch.formats._spec import Format, Pow2Scale, ScalingKind
+from quarch.formats._spec import Format, GgufBlock, Pow2Scale, ScalingKind
 
 
 def _scale_codes(fmt: Format, s: torch.Tensor) -> torch.Tensor:
@@ -43,6 +43,8 @@ def encode(fmt: Format, x: torch.Tensor) -> Encoded:
     """Element codes, scale codes, zero-points and tensor scale of `x` in `fmt`."""
     _check_input(fmt, x)
     shape, xf = tuple(x.shape), x.detach().to(torch.float32)
+    if isinstance(fmt.element, GgufBlock):
+        return _encode_gguf(fmt.element, xf, x.dtype)
     grid = grid_shape(fmt.scaling, shape)  # raises ValueError for shapes the scaling can't take
     if xf.numel() == 0:
         scaled = fmt.scaling.kind is not ScalingKind.NONE
@@ -84,6 +86,8 @@ def encode(fmt: Format, x: torch.Tensor) -> Encoded:
 
 def decode(fmt: Format, enc: Encoded) -> torch.Tensor:
     """The tensor `enc` stands for: equal to `quantize(fmt, x)` for `enc = encode(fmt, x)`."""
+    if isinstance(fmt.element, GgufBlock):
+        return _decode_gguf(fmt.element, enc)
     if math.prod(enc.shape) == 0:
         return torch.zeros(enc.shape, dtype=enc.dtype)
     vals = _elements.decode(_element(fmt), enc.codes)
@@ -101,6 +105,44 @@ def decode(fmt: Format, enc: Encoded) -> torch.Tensor:
     if s.zero_point is not None:
         qb = qb - s.zero_point.unsqueeze(-1)
     return from_blocks(fmt.scaling, qb * mult, enc.shape).to(enc.dtype)
+
+
+def _encode_gguf(el: GgufBlock, xf: torch.Tensor, dtype: torch.dtype) -> Encoded:
+    c = _gguf.gguf_codes(el, xf)
+
+    def bits(h: torch.Tensor | None) -> torch.Tensor | None:
+        return None if h is None else h.view(torch.int16).to(torch.int32) & 0xFFFF
+
+    d_bits = bits(c.d)
+    assert d_bits is not None
+    return Encoded(
+        codes=c.q.reshape(xf.shape),
+        scale_codes=d_bits,
+        zero_points=None,
+        tensor_scale=None,
+        shape=tuple(xf.shape),
+        dtype=dtype,
+        mins=bits(c.dmin),
+        sub_scales=c.sc,
+        sub_mins=c.mn,
+    )
+
+
+def _decode_gguf(el: GgufBlock, enc: Encoded) -> torch.Tensor:
+    if enc.scale_codes is None:
+        raise ValueError(f"GGUF type {el.name} needs scale codes to decode")
+
+    def half(b: torch.Tensor | None) -> torch.Tensor | None:
+        return None if b is None else b.to(torch.int16).view(torch.float16)
+
+    d = half(enc.scale_codes)
+    assert d is not None
+    t = _gguf.gguf_type(el)
+    codes = _gguf.to_blocks(t, enc.codes) if math.prod(enc.shape) else enc.codes
+    c = _gguf.GgufCodes(q=codes, d=d, dmin=half(enc.mins), sc=enc.sub_scales, mn=enc.sub_mins)
+    if math.prod(enc.shape) == 0:
+        return torch.zeros(enc.shape, dtype=enc.dtype)
+    return _gguf.gguf_values(el, c).reshape(enc.shape).to(enc.dtype)
 
 
 __all__ = ["decode", "encode"]

@@ -7,11 +7,13 @@ import re
 from typing import Any
 
 from quarch.formats._elements import NF4, TERNARY, codebook_from_values
+from quarch.formats._gguf_types import GGUF_TYPES
 from quarch.formats._spec import (
     POW2_RULES,
     Codebook,
     Element,
     Format,
+    GgufBlock,
     IntElement,
     IntGrid,
     Minifloat,
@@ -30,8 +32,11 @@ from quarch.formats._spec import (
 GRAMMAR_HELP = (
     "valid forms: a preset (fp32, bf16, fp16, fp8_e4m3, fp8_e5m2, fp6_e3m2, fp6_e2m3, fp4_e2m1, "
     "mxfp8_e4m3, mxfp8_e5m2, mxfp6_e3m2, mxfp6_e2m3, mxfp4, mxint8, nvfp4, int8, int4, int3, "
-    "int2, nf4, ternary, bfp{K}) or an element (e{X}m{Y}[fn|fnuz|fin], int{K}, pot{K}, ternary, "
-    "nf4, cb[v0,v1,...]) followed by _-separated modifiers: bias{B} nosub sat full asym | "
+    "int2, nf4, ternary, bfp{K}; GGUF block types "
+    + ", ".join(GGUF_TYPES)
+    + ", which take no modifiers) or an element "
+    "(e{X}m{Y}[fn|fnuz|fin], int{K}, pot{K}, ternary, nf4, cb[v0,v1,...]) followed by "
+    "_-separated modifiers: bias{B} nosub sat full asym | "
     "t c raw g{k} b{r}x{c} a{axis} | s{scale format: fp32 bf16 fp16 e8m0 e4m3 ue5m3 eXmY} | "
     "floor ceil near amax mse mean | ts | rne away rz rd ru sr{bits} seed{n} (see docs/formats.md)"
 )
@@ -237,11 +242,16 @@ def parse_format(text: str) -> Format:
     s = text.strip().lower()
     if not s:
         raise _fail(text, "empty string")
-    from quarch.formats._presets import PRESETS
+    from quarch.formats._presets import GGUF_FORMATS, PRESETS
 
     toks = s.split("_")
     if any(t == "" for t in toks):
         raise _fail(text, "empty token (doubled or trailing '_')")
+    if len(toks) >= 2 and "_".join(toks[:2]) in GGUF_FORMATS:
+        if len(toks) > 2:
+            why = f"GGUF block type {toks[0]}_{toks[1]} takes no modifiers, got {excerpt(s)}"
+            raise _fail(text, why)
+        return GGUF_FORMATS["_".join(toks)]
     base: Format | None = None
     for n in (2, 1):
         if len(toks) >= n and "_".join(toks[:n]) in PRESETS:
@@ -364,6 +374,8 @@ def _element_token(el: Element) -> str:
             return "ternary"
         case Codebook():
             return el.name or "cb[" + ",".join(repr(v) for v in el.values) + "]"
+        case GgufBlock():
+            return el.name
 
 
 def _element_mods(el: Element) -> list[str]:

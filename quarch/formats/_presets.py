@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 from quarch.formats._elements import NF4, TERNARY
+from quarch.formats._gguf_types import GGUF_TYPES
 from quarch.formats._grammar import minifloat
 from quarch.formats._spec import (
     Element,
     Format,
+    GgufBlock,
     IntElement,
     IntGrid,
     Minifloat,
@@ -96,7 +98,20 @@ PRESETS: dict[str, Format] = {
     "ternary": _scaled(TERNARY, ScalingKind.TENSOR, (), _FP32, ScaleRule.MEAN),
 }
 
-_BY_FORMAT = {f: name for name, f in PRESETS.items()}
+
+def gguf(name: str) -> Format:
+    """A llama.cpp GGUF block type as a format: blocks along the reduction dim (32 elements, or
+    256 for K-quants) with fp16 scales; the numerics are llama.cpp's (`_gguf.py`)."""
+    el = GgufBlock(name=name)
+    return Format(
+        element=el,
+        scaling=Scaling(kind=ScalingKind.GROUP, block=(el.block,), scale_format=minifloat(5, 10)),
+    )
+
+
+GGUF_FORMATS: dict[str, Format] = {name: gguf(name) for name in GGUF_TYPES}
+
+_BY_FORMAT = {f: name for name, f in [*PRESETS.items(), *GGUF_FORMATS.items()]}
 
 
 def preset_name(fmt: Format) -> str | None:
@@ -134,4 +149,4 @@ def _extra() -> list[Format]:
     ]
 
 
-ALL_FORMATS: list[Format] = [*PRESETS.values(), *_extra()]
+ALL_FORMATS: list[Format] = [*PRESETS.values(), *_extra(), *GGUF_FORMATS.values()]

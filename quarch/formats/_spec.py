@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from quarch.formats._gguf_types import GGUF_TYPES
+
 
 class Specials(StrEnum):
     """Which bit patterns of a minifloat are special values."""
@@ -215,7 +217,41 @@ class Codebook:
         return 0
 
 
-Element = Minifloat | IntElement | PowerOfTwo | Ternary | Codebook
+@dataclass(frozen=True, kw_only=True)
+class GgufBlock:
+    """A llama.cpp GGUF block type (`q4_0`, `q4_k`, `iq4_nl`, ...): its codes, scales and
+    minimums are chosen jointly per block by llama.cpp's reference algorithm (`_gguf.py`), so
+    the element and the scaling are one unit. `name` is a key of `GGUF_TYPES`."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.name not in GGUF_TYPES:
+            raise ValueError(f"unknown GGUF block type {self.name!r}; known: {sorted(GGUF_TYPES)}")
+
+    @property
+    def bits(self) -> int:
+        return GGUF_TYPES[self.name].code_bits
+
+    @property
+    def block(self) -> int:
+        return GGUF_TYPES[self.name].block
+
+    @property
+    def bits_per_element(self) -> float:
+        """The type's real size: bytes per block × 8 / elements per block."""
+        return GGUF_TYPES[self.name].bits_per_element
+
+    @property
+    def max(self) -> float:
+        return 1.0
+
+    @property
+    def emax(self) -> int:
+        return 0
+
+
+Element = Minifloat | IntElement | PowerOfTwo | Ternary | Codebook | GgufBlock
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,7 +336,7 @@ class Format:
                 return float(b)
             case Ternary():
                 return 1.6  # five trits per byte (3^5 = 243 ≤ 256)
-            case Codebook():
+            case Codebook() | GgufBlock():
                 return float(self.element.bits)
 
     @property
@@ -308,8 +344,11 @@ class Format:
         """Storage bits per element including this element's share of scales and zero-points.
 
         Per-tensor and per-channel scales are amortised over whole rows or tensors and count as
-        zero here; `storage_bits(shape)` gives the exact total for a given shape.
+        zero here; `storage_bits(shape)` gives the exact total for a given shape. A GGUF block
+        type counts its whole block (codes, scales, minimums): Q4_K is 144 bytes per 256.
         """
+        if isinstance(self.element, GgufBlock):
+            return self.element.bits_per_element
         n = self.scaling.elements_per_scale
         if n is None:
             return self.element_bits
@@ -327,6 +366,9 @@ class Format:
         from quarch.formats._blocks import num_scale_blocks
 
         numel = math.prod(shape)
+        if isinstance(self.element, GgufBlock):  # whole blocks: codes, scales and minimums
+            t = GGUF_TYPES[self.element.name]
+            return math.ceil(numel / t.block) * t.type_bytes * 8
         blocks = num_scale_blocks(self, shape)
         per_block = self.scaling.scale_format.bits + self.zero_point_bits
         tensor = 32 if self.scaling.tensor_scale else 0
