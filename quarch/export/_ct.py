@@ -1,0 +1,339 @@
+"""The compressed-tensors target: packed codes and quarch's scales, through the library.
+
+For each quantized linear layer, quarch encodes its dequantized weight (`quarch.formats.encode`
+for the element codes, `compute_scales` for the float32 scales and zero-points) and checks that
+`(q - zero_point) * scale` gives the weight back bit for bit. The library's compressor for the
+layer's scheme (`pack-quantized` for integers: codes packed into int32 words; `float-quantized`
+for e4m3: float8 codes) then builds the layer's tensors from the weight and those scales, and the
+export checks that the stored codes are quarch's codes and that the library's `decompress` gives
+the weight back bit for bit. Layers sharing a (weight, input) scheme form one `config_groups`
+entry whose `targets` list their names; layers left in float go to `ignore`; a quantized KV
+cache becomes the `kv_cache_scheme` with k_scale / v_scale of 1.0 per attention module. The
+library's `ModelCompressor.update_config` writes the `quantization_config` into config.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from quarch.export._collect import ExportLayer, Quantized
+from quarch.export._schemes import input_args, kv_args, weight_args
+from quarch.formats import (
+    Format,
+    IntElement,
+    IntGrid,
+    ScalingKind,
+    cast_element,
+    compute_scales,
+    encode,
+    quantize,
+)
+
+# vLLM's llama-style models fuse these projections into one GEMM (`packed_modules_mapping` in
+# vllm/model_executor/models/llama.py); a fused group must share one scheme to load.
+CODES = "_quarch_codes"  # quarch's codes, kept beside the tensors to check what the library stores
+FUSED_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CTLayout:
+    """The compressed tensors and the `quantization_config` the library writes."""
+
+    state_dict: dict[str, torch.Tensor]
+    quantization_config: Any  # compressed_tensors.quantization.QuantizationConfig
+    schemes: dict[str, list[str]]  # "weight=…, input=…" -> layer names
+    warnings: tuple[str, ...]
+
+
+def require_library() -> None:
+    try:
+        import compressed_tensors  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "the compressed-tensors target needs the `compressed-tensors` package: "
+            "pip install 'quarch[export]'"
+        ) from None
+
+
+# ---- one layer -----------------------------------------------------------------------------
+
+
+def _quarch_tensors(layer: ExportLayer) -> dict[str, torch.Tensor]:
+    """weight, weight_scale (float32) and, for asymmetric integers, weight_zero_point (int8):
+    quarch's codes and scales, checked to dequantize to the layer's weight bit for bit.
+
+    The scales are those quarch chose from the float weight (a round-to-nearest layer: its codes
+    are `encode(fmt, float weight)`), else those of the quantized weight itself (a method such
+    as GPTQ moved the weights and chose scales on the way; re-encoding recovers them wherever
+    the format's largest code is reached in each block).
+    """
+    fmt = layer.weight_format
+    assert fmt is not None
+    w = layer.weight.to(torch.float32)
+    if fmt.scaling.kind is ScalingKind.NONE:  # an unscaled e4m3 cast: scale 1.0
+        codes = encode(fmt, w).codes
+        if not torch.equal(_fp8_values(codes), w):
+            raise ValueError(f"layer {layer.name}: weight is not on the grid of {fmt}")
+        return {"weight": w, "weight_scale": torch.ones(1, dtype=torch.float32), CODES: codes}
+    sources = [] if layer.original is None else [layer.original.to(torch.float32)]
+    for source in [*sources, w]:
+        out = _tensors_from(fmt, w, source)
+        if out is not None:
+            return out
+    raise ValueError(
+        f"layer {layer.name}: its {fmt} weights do not re-encode exactly with quarch's scales "
+        f"(method {layer.method!r} chose scales that neither the float nor the quantized "
+        "weight gives back); nearest exportable: the same format with method rtn"
+    )
+
+
+def _tensors_from(
+    fmt: Format, w: torch.Tensor, source: torch.Tensor
+) -> dict[str, torch.Tensor] | None:
+    """The stored tensors of weight `w` with the scales quarch computes from `source`, or None
+    when `(q - zp) * s` does not give `w` back exactly."""
+    scales = compute_scales(fmt, source)
+    s = scales.block.to(torch.float32)
+    zp = None if scales.zero_point is None else scales.zero_point.to(torch.float32)
+    if torch.equal(quantize(fmt, source), w):  # w is `source` rounded: quarch's own codes
+        values = _element_values(fmt, encode(fmt, source).codes)
+    else:
+        v = w / _expand(fmt, s, w.shape)
+        values = cast_element(fmt, v if zp is None else v + _expand(fmt, zp, w.shape))
+    deq = values if zp is None else values - _expand(fmt, zp, w.shape)
+    if not torch.equal(deq * _expand(fmt, s, w.shape), w):
+        return None
+    out = {"weight": w, "weight_scale": s, CODES: _stored_codes(fmt, values)}
+    if zp is not None:
+        assert isinstance(fmt.element, IntElement)
+        out["weight_zero_point"] = (zp - (1 << (fmt.element.bits - 1))).to(torch.int8)
+    return out
+
+
+def _stored_codes(fmt: Format, values: torch.Tensor) -> torch.Tensor:
+    """What compressed-tensors stores for element values: signed integers (asymmetric grids
+    shifted by 2^(K-1), as their zero-points) or float8 e4m3 bit patterns."""
+    el = fmt.element
+    if isinstance(el, IntElement):
+        shift = (1 << (el.bits - 1)) if el.grid is IntGrid.ASYM else 0
+        return values.to(torch.int64) - shift
+    return values.to(torch.float8_e4m3fn).view(torch.uint8).to(torch.int64)
+
+
+def _element_values(fmt: Format, codes: torch.Tensor) -> torch.Tensor:
+    """Element values of quarch's codes (asymmetric integers keep their zero-point offset)."""
+    el = fmt.element
+    if isinstance(el, IntElement):
+        c = codes.to(torch.int64)
+        if el.grid is IntGrid.ASYM:
+            return c.to(torch.float32)
+        return torch.where(c >= 1 << (el.bits - 1), c - (1 << el.bits), c).to(torch.float32)
+    return _fp8_values(codes)
+
+
+def _fp8_values(codes: torch.Tensor) -> torch.Tensor:
+    return codes.to(torch.uint8).view(torch.float8_e4m3fn).to(torch.float32)
+
+
+def _expand(fmt: Format, grid: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A [grid] tensor of per-block values broadcast to the weight's [out, in] shape."""
+    sc = fmt.scaling
+    match sc.kind:
+        case ScalingKind.TENSOR:
+            return grid.reshape(1, 1).expand(shape)
+        case ScalingKind.CHANNEL:
+            return grid.reshape(shape[0], 1).expand(shape)
+        case ScalingKind.GROUP:
+            return grid.repeat_interleave(sc.block[0], dim=1)[:, : shape[1]]
+        case ScalingKind.BLOCK2D:
+            r, c = sc.block
+            full = grid.repeat_interleave(r, dim=0).repeat_interleave(c, dim=1)
+            return full[: shape[0], : shape[1]]
+    raise AssertionError(sc.kind)
+
+
+def _check_shape(layer: ExportLayer) -> None:
+    """compressed-tensors needs groups and blocks that divide the weight (quarch pads)."""
+    fmt = layer.weight_format
+    assert fmt is not None
+    sc, (rows, cols) = fmt.scaling, tuple(layer.weight.shape)
+    if sc.kind is ScalingKind.GROUP and cols % sc.block[0]:
+        raise ValueError(
+            f"layer {layer.name}: {cols} inputs are not a multiple of {fmt}'s group of "
+            f"{sc.block[0]}; compressed-tensors needs whole groups (nearest supported: a group "
+            "size dividing the layer's inputs)"
+        )
+    if sc.kind is ScalingKind.BLOCK2D and (rows % sc.block[0] or cols % sc.block[1]):
+        raise ValueError(
+            f"layer {layer.name}: a [{rows}, {cols}] weight is not whole {sc.block[0]}x"
+            f"{sc.block[1]} blocks of {fmt}; nearest supported: per-channel scales ("
+            f"{'int8' if isinstance(fmt.element, IntElement) else 'fp8_e4m3_c'})"
+        )
+
+
+def compress_layer(layer: ExportLayer, scheme: Any) -> dict[str, torch.Tensor]:
+    """The layer's stored tensors (local names), by the library's compressor for `scheme`,
+    checked to hold quarch's codes and to decompress to the weight bit for bit."""
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.compressors.format import infer_module_format
+
+    _check_shape(layer)
+    tensors = _quarch_tensors(layer)
+    codes = tensors.pop(CODES)
+    scheme.format = infer_module_format(torch.nn.Linear, scheme)
+    compressor = BaseCompressor.get_value_from_registry(scheme.format.value)
+    packed = compressor.compress(dict(tensors), scheme)
+    back = compressor.decompress(dict(packed), scheme)["weight"]
+    if not torch.equal(back.to(torch.float32), tensors["weight"]):
+        raise AssertionError(f"{layer.name}: compressed-tensors does not give the weight back")
+    if not _check_codes(packed, codes, scheme):
+        raise AssertionError(f"{layer.name}: stored codes differ from quarch's")
+    return dict(packed)
+
+
+def _check_codes(packed: Mapping[str, torch.Tensor], codes: torch.Tensor, scheme: Any) -> bool:
+    """Whether the stored codes are quarch's: unpacked (integers) or read (float8) back."""
+    if "weight_packed" in packed:
+        from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+        got = unpack_from_int32(
+            packed["weight_packed"], scheme.weights.num_bits, packed["weight_shape"]
+        )
+        return torch.equal(got.to(torch.int64), codes)
+    if packed["weight"].dtype == torch.float8_e4m3fn:
+        return torch.equal(
+            packed["weight"].view(torch.uint8).to(torch.int64), codes.to(torch.int64)
+        )
+    return torch.equal(packed["weight"].to(torch.int64), codes)
+
+
+# ---- the whole model ----------------------------------------------------------------------
+
+
+def _scheme_key(layer: ExportLayer) -> str:
+    w = "float" if layer.weight_format is None else str(layer.weight_format)
+    x = "float" if layer.input_format is None else str(layer.input_format)
+    return f"weight={w}, input={x}"
+
+
+def _scheme(layer: ExportLayer) -> Any:
+    from compressed_tensors.quantization import QuantizationScheme
+
+    if layer.kind != "linear":
+        raise ValueError(
+            f"layer {layer.name}: serving engines load compressed-tensors weights of linear "
+            "layers only; nearest exportable: keep the embedding in float (or use --to hf)"
+        )
+    w = weight_args(layer.weight_format, where=layer.name) if layer.weight_format else None
+    x = input_args(layer.input_format, where=layer.name) if layer.input_format else None
+    return QuantizationScheme(targets=[layer.name], weights=w, input_activations=x)
+
+
+def _fused_warnings(schemes: Mapping[str, str]) -> list[str]:
+    """Fused projections of one block given different schemes (vLLM cannot load those)."""
+    out = []
+    for group in FUSED_GROUPS:
+        parents: dict[str, dict[str, str]] = {}
+        for name in _all_linear_names(schemes):
+            parent, _, leaf = name.rpartition(".")
+            if leaf in group:
+                parents.setdefault(parent, {})[leaf] = schemes.get(name, "float")
+        for parent, got in parents.items():
+            if len(set(got.values())) > 1:
+                out.append(
+                    f"{parent}: {'/'.join(group)} have different schemes ({got}); vLLM fuses "
+                    "them into one layer and will refuse this checkpoint (transformers loads it)"
+                )
+    return out
+
+
+def _all_linear_names(schemes: Mapping[str, str]) -> list[str]:
+    return list(schemes)
+
+
+def _kv_scheme(q: Quantized) -> tuple[Any, dict[str, torch.Tensor]]:
+    if not q.kv:
+        return None, {}
+    fmts = {f for pair in q.kv.values() for f in pair}
+    if len(fmts) != 1 or None in fmts:
+        raise ValueError(
+            f"the KV cache has formats {sorted(str(f) for f in fmts)} across layers and roles; "
+            "compressed-tensors has one kv_cache_scheme per model, so give every attention "
+            "layer's keys and values one format (nearest supported: fp8_e4m3)"
+        )
+    (fmt,) = fmts
+    assert fmt is not None
+    args = kv_args(fmt)
+    one = torch.ones(1, dtype=torch.float32)
+    scales = {f"{n}.{k}": one.clone() for n in q.kv for k in ("k_scale", "v_scale")}
+    return args, scales
+
+
+def ct_layout(q: Quantized, linear_names: list[str], progress: Any = None) -> CTLayout:
+    """Compress every quantized layer of `q`; `linear_names` are all linear layers of the model
+    (those not quantized go to `ignore`). `progress()` is called once per layer."""
+    from compressed_tensors.quantization import QuantizationConfig, QuantizationStatus
+
+    state = dict(q.state_dict)
+    groups: dict[str, Any] = {}
+    members: dict[str, list[str]] = {}
+    formats = set()
+    for name, layer in q.layers.items():
+        scheme = _scheme(layer)
+        key = _scheme_key(layer)
+        if layer.weight_format is not None:
+            packed = compress_layer(layer, scheme)
+            del state[f"{name}.weight"]
+            state.update({f"{name}.{k}": v for k, v in packed.items()})
+        else:
+            scheme.format = None
+        if layer.input_format is not None and not scheme.input_activations.dynamic:
+            state[f"{name}.input_scale"] = torch.ones(1, dtype=torch.float32)
+        if key not in groups:
+            groups[key] = scheme
+            members[key] = []
+        members[key].append(name)
+        formats.add(scheme.format)
+        if progress is not None:
+            progress()
+    config_groups = {}
+    for i, (key, scheme) in enumerate(groups.items()):
+        scheme.targets = list(members[key])
+        config_groups[f"group_{i}"] = scheme
+    kv, kv_scales = _kv_scheme(q)
+    state.update(kv_scales)
+    formats.discard(None)
+    qc = QuantizationConfig(
+        config_groups=config_groups,
+        kv_cache_scheme=kv,
+        format=_summary_format(formats),
+        quantization_status=QuantizationStatus.COMPRESSED,
+        ignore=[n for n in linear_names if n not in q.layers],
+    )
+    by_name = {n: _scheme_key(lay) for n, lay in q.layers.items()}
+    all_linear = {n: by_name.get(n, "float") for n in linear_names}
+    return CTLayout(
+        state_dict=state,
+        quantization_config=qc,
+        schemes=members,
+        warnings=tuple(_fused_warnings(all_linear)),
+    )
+
+
+def _summary_format(formats: set[Any]) -> str:
+    if not formats:
+        return "dense"
+    if len(formats) == 1:
+        return str(next(iter(formats)).value)
+    return "mixed-precision"
+
+
+def update_config(out_dir: str, quantization_config: Any) -> None:
+    """Write `quantization_config` into out_dir/config.json, by the library."""
+    from compressed_tensors.compressors import ModelCompressor
+
+    ModelCompressor(quantization_config=quantization_config).update_config(out_dir)

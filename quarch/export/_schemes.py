@@ -1,0 +1,165 @@
+"""Which quarch formats a compressed-tensors checkpoint can hold, as the library's own arguments.
+
+compressed-tensors (the checkpoint format of vLLM and of transformers' `CompressedTensorsConfig`)
+describes a layer's weights by `QuantizationArgs`: an integer or float element of `num_bits`, a
+scale per tensor, per output channel, per group of `group_size` inputs or per 2-D block, and
+symmetric or with a zero-point. It dequantizes as `(q - zero_point) * scale` in the scale's dtype
+(`compressed_tensors.quantization.lifecycle.forward_helpers._dequantize`), the same arithmetic as
+`quarch.formats.decode` for these formats, so with float32 scales the round trip is bit-exact.
+
+Mapped here: integer elements of 2-8 bits (restricted or full grid: symmetric; `asym`: with a
+zero-point) and the OCP e4m3 float element (float8_e4m3fn: the only 8-bit float the library
+stores), scaled per tensor, per channel along the input, per group along the input or per 2-D
+block, with scales a float32 can hold exactly. An unscaled e4m3 cast is a per-tensor scheme with
+scale 1.0. Everything else (codebooks such as nf4, ternary, power-of-two elements, e5m2, fp4/fp6
+elements and the two-level scales of nvfp4 / mx formats, whose dequantization the library computes
+in another order than quarch) is refused with the nearest format that maps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quarch.formats import (
+    Format,
+    IntElement,
+    IntGrid,
+    Minifloat,
+    Pow2Scale,
+    ScalingKind,
+    Specials,
+)
+
+_E4M3 = Minifloat(exp_bits=4, man_bits=3, bias=7, specials=Specials.FN)
+
+
+def _is_e4m3(el: object) -> bool:
+    return isinstance(el, Minifloat) and (
+        el.exp_bits,
+        el.man_bits,
+        el.bias,
+        el.specials,
+        el.subnormals,
+        el.signed,
+    ) == (_E4M3.exp_bits, _E4M3.man_bits, _E4M3.bias, _E4M3.specials, True, True)
+
+
+def nearest_supported(fmt: Format) -> str:
+    """The format name closest to `fmt` that a compressed-tensors checkpoint can hold."""
+    sc = fmt.scaling
+    group = sc.block[0] if sc.kind is ScalingKind.GROUP and sc.block else 128
+    bits = fmt.element_bits
+    if isinstance(fmt.element, Minifloat) and bits > 4:
+        return "fp8_e4m3_c"  # an 8-bit float per channel
+    if bits <= 4:
+        return f"int4_g{group}"
+    return "int8"
+
+
+def _refuse(fmt: Format, why: str, where: str) -> ValueError:
+    return ValueError(
+        f"{where}: format {fmt} has no compressed-tensors equivalent ({why}); "
+        f"nearest supported: {nearest_supported(fmt)}"
+    )
+
+
+def _scale_fits_fp32(fmt: Format) -> bool:
+    sf = fmt.scaling.scale_format
+    if isinstance(sf, Pow2Scale):
+        return sf.min_exp >= -149 and sf.max_exp <= 127  # fp32 holds 2^-149 ... 2^127 exactly
+    return sf.exp_bits <= 8 and sf.man_bits <= 23 and sf.bias <= 127
+
+
+def _strategy(fmt: Format, where: str) -> dict[str, Any]:
+    sc = fmt.scaling
+    if sc.tensor_scale:
+        raise _refuse(fmt, "a second, per-tensor scale over the block scales", where)
+    if sc.kind in (ScalingKind.CHANNEL, ScalingKind.GROUP) and sc.axis not in (-1, 1):
+        raise _refuse(fmt, f"scales along axis {sc.axis}, not along the input dimension", where)
+    if sc.kind is not ScalingKind.NONE and not _scale_fits_fp32(fmt):
+        raise _refuse(fmt, f"scale format {sc.scale_format} is not exact in float32", where)
+    match sc.kind:
+        case ScalingKind.NONE:
+            return {"strategy": "tensor"}  # stored with scale 1.0
+        case ScalingKind.TENSOR:
+            return {"strategy": "tensor"}
+        case ScalingKind.CHANNEL:
+            return {"strategy": "channel"}
+        case ScalingKind.GROUP:
+            return {"strategy": "group", "group_size": sc.block[0]}
+        case ScalingKind.BLOCK2D:
+            return {"strategy": "block", "block_structure": list(sc.block)}
+
+
+def weight_args(fmt: Format, *, where: str = "weight") -> Any:
+    """The `QuantizationArgs` of a weight stored in `fmt`; ValueError naming the nearest
+    supported format when compressed-tensors cannot hold it."""
+    from compressed_tensors.quantization import QuantizationArgs
+
+    el = fmt.element
+    bits: int
+    if isinstance(el, IntElement):
+        bits = el.bits
+        if not 2 <= el.bits <= 8:
+            raise _refuse(fmt, f"{el.bits}-bit integers (the library packs 1-8 bits)", where)
+        if fmt.scaling.kind is ScalingKind.NONE:
+            raise _refuse(fmt, "an integer element without a scale", where)
+        kind, sym = "int", el.grid is not IntGrid.ASYM
+    elif _is_e4m3(el):
+        kind, sym, bits = "float", True, 8
+    else:
+        raise _refuse(fmt, f"element {type(el).__name__} {el}", where)
+    return QuantizationArgs(
+        num_bits=bits, type=kind, symmetric=sym, dynamic=False, **_strategy(fmt, where)
+    )
+
+
+def input_args(fmt: Format, *, where: str = "input") -> Any:
+    """The `QuantizationArgs` of a linear input quantized at run time in `fmt`.
+
+    quarch's per-channel activation scales are one per token, computed on the fly: the library's
+    dynamic per-token scheme. An unscaled e4m3 cast is a static per-tensor scheme with scale 1.0.
+    The engine picks each token's scale itself (`amax / qmax`, as quarch's amax rule), so the
+    activation numerics are the engine's, not bit-for-bit quarch's.
+    """
+    from compressed_tensors.quantization import QuantizationArgs
+
+    el, sc = fmt.element, fmt.scaling
+    if isinstance(el, IntElement) and el.bits == 8 and el.grid is not IntGrid.ASYM:
+        kind = "int"
+    elif _is_e4m3(el):
+        kind = "float"
+    else:
+        raise ValueError(
+            f"{where}: activation format {fmt} has no compressed-tensors equivalent (engines "
+            "quantize activations to int8 or fp8_e4m3 only); nearest supported: "
+            f"{'fp8_e4m3_c' if isinstance(el, Minifloat) else 'int8'}"
+        )
+    if sc.kind is ScalingKind.CHANNEL and sc.axis in (-1,) and not sc.tensor_scale:
+        return QuantizationArgs(
+            num_bits=8, type=kind, symmetric=True, strategy="token", dynamic=True
+        )
+    if sc.kind is ScalingKind.NONE and kind == "float":
+        return QuantizationArgs(
+            num_bits=8, type=kind, symmetric=True, strategy="tensor", dynamic=False
+        )
+    raise ValueError(
+        f"{where}: activation format {fmt} has no compressed-tensors equivalent (engines scale "
+        "activations per token, dynamically); nearest supported: "
+        f"{'fp8_e4m3_c' if kind == 'float' else 'int8'}"
+    )
+
+
+def kv_args(fmt: Format, *, where: str = "kv cache") -> Any:
+    """The `kv_cache_scheme` of a KV cache in `fmt`: only an unscaled e4m3 cast maps (a static
+    per-tensor fp8 cache with k_scale = v_scale = 1.0, which vLLM's fp8 cache computes too)."""
+    from compressed_tensors.quantization import QuantizationArgs
+
+    if _is_e4m3(fmt.element) and fmt.scaling.kind is ScalingKind.NONE:
+        return QuantizationArgs(
+            num_bits=8, type="float", symmetric=True, strategy="tensor", dynamic=False
+        )
+    raise ValueError(
+        f"{where}: KV-cache format {fmt} has no compressed-tensors equivalent (serving engines "
+        "keep one static scale per tensor); nearest supported: fp8_e4m3"
+    )
