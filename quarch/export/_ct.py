@@ -162,10 +162,13 @@ def _check_shape(layer: ExportLayer) -> None:
     assert fmt is not None
     sc, (rows, cols) = fmt.scaling, tuple(layer.weight.shape)
     if sc.kind is ScalingKind.GROUP and cols % sc.block[0]:
+        near = sc.block[0]
+        while near > 1 and cols % near:
+            near //= 2
         raise ValueError(
             f"layer {layer.name}: {cols} inputs are not a multiple of {fmt}'s group of "
-            f"{sc.block[0]}; compressed-tensors needs whole groups (nearest supported: a group "
-            "size dividing the layer's inputs)"
+            f"{sc.block[0]}; compressed-tensors needs whole groups (nearest supported: groups "
+            f"of {near})"
         )
     if sc.kind is ScalingKind.BLOCK2D and (rows % sc.block[0] or cols % sc.block[1]):
         raise ValueError(
