@@ -21,11 +21,12 @@ from typing import Any
 import torch
 
 from quarch.export._collect import ExportLayer, Quantized
-from quarch.export._schemes import input_args, kv_args, weight_args
+from quarch.export._schemes import input_args, kv_args, nearest_supported, weight_args
 from quarch.formats import (
     Format,
     IntElement,
     IntGrid,
+    Minifloat,
     ScalingKind,
     cast_element,
     compute_scales,
@@ -116,11 +117,14 @@ def _tensors_from(
 
 def _stored_codes(fmt: Format, values: torch.Tensor) -> torch.Tensor:
     """What compressed-tensors stores for element values: signed integers (asymmetric grids
-    shifted by 2^(K-1), as their zero-points) or float8 e4m3 bit patterns."""
+    shifted by 2^(K-1), as their zero-points), float8 e4m3 bit patterns, or (fp4, packed two
+    to a byte) the element values themselves."""
     el = fmt.element
     if isinstance(el, IntElement):
         shift = (1 << (el.bits - 1)) if el.grid is IntGrid.ASYM else 0
         return values.to(torch.int64) - shift
+    if isinstance(el, Minifloat) and el.bits == 4:
+        return values
     return values.to(torch.float8_e4m3fn).view(torch.uint8).to(torch.int64)
 
 
@@ -132,7 +136,14 @@ def _element_values(fmt: Format, codes: torch.Tensor) -> torch.Tensor:
         if el.grid is IntGrid.ASYM:
             return c.to(torch.float32)
         return torch.where(c >= 1 << (el.bits - 1), c - (1 << el.bits), c).to(torch.float32)
+    if isinstance(el, Minifloat) and el.bits == 4:
+        return _E2M1[codes.to(torch.int64)]
     return _fp8_values(codes)
+
+
+# OCP MX v1.0 §5.3.3, Table 5 (FP4 E2M1): codes 0-7 are +0, 0.5, 1, 1.5, 2, 3, 4, 6; the top bit
+# is the sign.
+_E2M1 = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6])
 
 
 def _fp8_values(codes: torch.Tensor) -> torch.Tensor:
@@ -184,6 +195,8 @@ def compress_layer(layer: ExportLayer, scheme: Any) -> dict[str, torch.Tensor]:
     from compressed_tensors.compressors import BaseCompressor
     from compressed_tensors.compressors.format import infer_module_format
 
+    fmt = layer.weight_format
+    assert fmt is not None
     _check_shape(layer)
     tensors = _quarch_tensors(layer)
     codes = tensors.pop(CODES)
@@ -192,7 +205,11 @@ def compress_layer(layer: ExportLayer, scheme: Any) -> dict[str, torch.Tensor]:
     packed = compressor.compress(dict(tensors), scheme)
     back = compressor.decompress(dict(packed), scheme)["weight"]
     if not torch.equal(back.to(torch.float32), tensors["weight"]):
-        raise AssertionError(f"{layer.name}: compressed-tensors does not give the weight back")
+        raise ValueError(
+            f"layer {layer.name}: compressed-tensors' {scheme.format.value} does not give "
+            f"quarch's {fmt} weights back bit for bit (its dequantization rounds differently "
+            f"here); nearest supported: {nearest_supported(fmt)}"
+        )
     if not _check_codes(packed, codes, scheme):
         raise AssertionError(f"{layer.name}: stored codes differ from quarch's")
     return dict(packed)
@@ -200,6 +217,12 @@ def compress_layer(layer: ExportLayer, scheme: Any) -> dict[str, torch.Tensor]:
 
 def _check_codes(packed: Mapping[str, torch.Tensor], codes: torch.Tensor, scheme: Any) -> bool:
     """Whether the stored codes are quarch's: unpacked (integers) or read (float8) back."""
+    if "weight_packed" in packed and packed["weight_packed"].dtype == torch.uint8:  # fp4
+        from compressed_tensors.compressors.nvfp4.helpers import unpack_fp4_from_uint8
+
+        rows, cols = codes.shape
+        got = unpack_fp4_from_uint8(packed["weight_packed"], rows, cols, dtype=torch.float32)
+        return torch.equal(got, codes)
     if "weight_packed" in packed:
         from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
 

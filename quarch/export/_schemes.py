@@ -10,10 +10,12 @@ symmetric or with a zero-point. It dequantizes as `(q - zero_point) * scale` in 
 Mapped here: integer elements of 2-8 bits (restricted or full grid: symmetric; `asym`: with a
 zero-point) and the OCP e4m3 float element (float8_e4m3fn: the only 8-bit float the library
 stores), scaled per tensor, per channel along the input, per group along the input or per 2-D
-block, with scales a float32 can hold exactly. An unscaled e4m3 cast is a per-tensor scheme with
-scale 1.0. Everything else (codebooks such as nf4, ternary, power-of-two elements, e5m2, fp4/fp6
-elements and the two-level scales of nvfp4 / mx formats, whose dequantization the library computes
-in another order than quarch) is refused with the nearest format that maps.
+block, with scales a float32 can hold exactly; and MXFP4 (e2m1 in groups of 32 with e8m0
+scales: code times a power of two, exact in any order). An unscaled e4m3 cast is a per-tensor
+scheme with scale 1.0. Everything else is refused with the nearest format that maps: codebooks
+(nf4), ternary, power-of-two elements, e5m2, fp6 and other fp4 groupings, and NVFP4, whose
+two-level scale the library applies as `code * (block_scale / global_scale)` where quarch
+computes `code * (tensor_scale * block_scale)`, so the two differ in the last bit.
 """
 
 from __future__ import annotations
@@ -42,6 +44,21 @@ def _is_e4m3(el: object) -> bool:
         el.subnormals,
         el.signed,
     ) == (_E4M3.exp_bits, _E4M3.man_bits, _E4M3.bias, _E4M3.specials, True, True)
+
+
+def _is_mxfp4(fmt: Format) -> bool:
+    """OCP MX v1.0 MXFP4: e2m1 elements in groups of 32 along the input, an e8m0 scale each
+    (the library's `mxfp4-pack-quantized`: scales stored as biased exponents, bias 127)."""
+    el, sc = fmt.element, fmt.scaling
+    return (
+        isinstance(el, Minifloat)
+        and (el.exp_bits, el.man_bits, el.bias, el.specials) == (2, 1, 1, Specials.FINITE)
+        and sc.kind is ScalingKind.GROUP
+        and sc.block == (32,)
+        and sc.axis == -1
+        and sc.scale_format == Pow2Scale()
+        and not sc.tensor_scale
+    )
 
 
 def nearest_supported(fmt: Format) -> str:
@@ -107,6 +124,10 @@ def weight_args(fmt: Format, *, where: str = "weight") -> Any:
         kind, sym = "int", el.grid is not IntGrid.ASYM
     elif _is_e4m3(el):
         kind, sym, bits = "float", True, 8
+    elif _is_mxfp4(fmt):
+        return QuantizationArgs(
+            num_bits=4, type="float", symmetric=True, strategy="group", group_size=32
+        )
     else:
         raise _refuse(fmt, f"element {type(el).__name__} {el}", where)
     return QuantizationArgs(

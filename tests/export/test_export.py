@@ -84,7 +84,18 @@ def test_hf_export_names_what_it_cannot_express(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "fmt",
-    ["int4_g32", "int8", "fp8_e4m3_c", "fp8_e4m3_t", "fp8_e4m3", "int4_g32_asym", "int8_t"],
+    [
+        "int4_g32",
+        "int8",
+        "fp8_e4m3_c",
+        "fp8_e4m3_t",
+        "fp8_e4m3",
+        "int4_g32_asym",
+        "int8_t",
+        "int8_full_g64",
+        "mxfp4",
+        "mxfp8_e4m3",
+    ],
 )
 def test_compressed_tensors_weights_are_bit_exact(tmp_path: Path, fmt: str) -> None:
     config = QuantConfig.uniform(weights=fmt)
@@ -92,7 +103,7 @@ def test_compressed_tensors_weights_are_bit_exact(tmp_path: Path, fmt: str) -> N
     stored = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
     assert stored["quant_method"] == "compressed-tensors"
     want = _linear_weights(_quarch_model(config))
-    got = _linear_weights(_reload(tmp_path, dequantize=fmt.endswith("_asym")))
+    got = _linear_weights(_reload(tmp_path, dequantize=fmt.endswith("_asym") or "mx" in fmt))
     assert set(got) == set(want)
     for name, w in want.items():
         assert torch.equal(got[name], w), name
@@ -166,7 +177,7 @@ def test_fused_group_with_two_schemes_is_flagged(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("fmt", "nearest"),
     [
-        ("mxfp4", "int4_g32"),
+        ("mxfp6_e3m2", "fp8_e4m3_c"),
         ("nf4", "int4_g64"),
         ("nvfp4", "int4_g16"),
         ("fp8_e5m2", "fp8_e4m3_c"),
@@ -181,7 +192,7 @@ def test_formats_without_equivalent_are_refused(fmt: str, nearest: str) -> None:
 
 def test_refusals_of_whole_configs(tmp_path: Path) -> None:
     cases = [
-        (QuantConfig.uniform(weights="mxfp4"), "nearest supported: int4_g32"),
+        (QuantConfig.uniform(weights="nf4"), "nearest supported: int4_g64"),
         (QuantConfig.uniform(weights="int4_g128"), "not a multiple of.*groups of 64"),
         (QuantConfig.uniform(weights="int8", rotation="hadamard"), "without `rotation`"),
         (QuantConfig.uniform(kv="fp8_e4m3_c"), "nearest supported: fp8_e4m3"),

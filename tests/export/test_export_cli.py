@@ -60,9 +60,9 @@ def test_export_config_file_to_compressed_tensors(tmp_path: Path, tiny_dir: Path
 
 def test_export_bad_input_is_one_error_line(tmp_path: Path, tiny_dir: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("default:\n  weight: {format: mxfp4}\n")
+    cfg.write_text("default:\n  weight: {format: nf4}\n")
     cases = [
-        (["--config", str(cfg), "--to", "compressed-tensors"], "nearest supported: int4_g32"),
+        (["--config", str(cfg), "--to", "compressed-tensors"], "nearest supported: int4_g64"),
         (["--config", str(cfg), "--to", "gguf"], "unknown export target 'gguf'"),
         (["--to", "hf"], "give --config FILE, or --front"),
         (["--config", str(cfg), "--point", "x", "--to", "hf"], "--point is for --front"),
