@@ -260,25 +260,24 @@ def _scheme(layer: ExportLayer) -> Any:
 
 
 def _fused_warnings(schemes: Mapping[str, str]) -> list[str]:
-    """Fused projections of one block given different schemes (vLLM cannot load those)."""
+    """Fused projections of one block given different schemes (vLLM cannot load those).
+
+    schemes: every linear layer's name -> its scheme description ("float" if not quantized).
+    """
     out = []
     for group in FUSED_GROUPS:
-        parents: dict[str, dict[str, str]] = {}
-        for name in _all_linear_names(schemes):
+        by_parent: dict[str, dict[str, str]] = {}
+        for name, scheme in schemes.items():
             parent, _, leaf = name.rpartition(".")
             if leaf in group:
-                parents.setdefault(parent, {})[leaf] = schemes.get(name, "float")
-        for parent, got in parents.items():
+                by_parent.setdefault(parent, {})[leaf] = scheme
+        for parent, got in by_parent.items():
             if len(set(got.values())) > 1:
                 out.append(
                     f"{parent}: {'/'.join(group)} have different schemes ({got}); vLLM fuses "
                     "them into one layer and will refuse this checkpoint (transformers loads it)"
                 )
     return out
-
-
-def _all_linear_names(schemes: Mapping[str, str]) -> list[str]:
-    return list(schemes)
 
 
 def _kv_scheme(q: Quantized) -> tuple[Any, dict[str, torch.Tensor]]:

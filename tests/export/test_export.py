@@ -221,3 +221,37 @@ def test_runtime_input_scales_are_refused(tmp_path: Path) -> None:
         ValueError, match=r"no serving engine applies it.*Nearest exportable: weights int8"
     ):
         export_model(loaded, config, "hf", tmp_path, calib_windows=windows)
+
+
+def test_fp8_w8a8_reloads_with_identical_logits(tmp_path: Path) -> None:
+    """fp8 weights per channel, fp8 inputs per token: the library's dynamic per-token fp8
+    scale (amax / 448) is quarch's, so transformers' forward equals quarch's bit for bit."""
+    config = QuantConfig.uniform(weights="fp8_e4m3_c", acts="fp8_e4m3_c")
+    export_model(tiny_llama(), config, "compressed-tensors", tmp_path)
+    qc = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
+    (group,) = qc["config_groups"].values()
+    assert group["input_activations"]["strategy"] == "token"
+    assert group["input_activations"]["dynamic"] is True
+    with torch.no_grad():
+        got = _reload(tmp_path)(IDS).logits
+        want = _quarch_model(config)(IDS).logits
+    assert torch.equal(got, want)
+
+
+def test_int8_inputs_map_to_dynamic_per_token(tmp_path: Path) -> None:
+    """int8 inputs become the library's dynamic per-token int8 scheme. Its scale is
+    amax / 127.5 on the full grid [-128, 127] where quarch uses amax / 127 on [-127, 127], so
+    the activations differ slightly; the weights are still quarch's bit for bit."""
+    config = QuantConfig.uniform(weights="int8", acts="int8")
+    export_model(tiny_llama(), config, "compressed-tensors", tmp_path)
+    qc = json.loads((tmp_path / "config.json").read_text())["quantization_config"]
+    (group,) = qc["config_groups"].values()
+    assert group["input_activations"]["type"] == "int"
+    assert group["input_activations"]["strategy"] == "token"
+    reloaded = _reload(tmp_path)
+    want = _quarch_model(config)
+    for name, w in _linear_weights(want).items():
+        assert torch.equal(_linear_weights(reloaded)[name], w), name
+    with torch.no_grad():
+        diff = (reloaded(IDS).logits - want(IDS).logits).abs().max()
+    assert 0 < float(diff) < 0.05
