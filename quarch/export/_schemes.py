@@ -68,6 +68,8 @@ def nearest_supported(fmt: Format) -> str:
     bits = fmt.element_bits
     if isinstance(fmt.element, Minifloat) and bits > 4:
         return "fp8_e4m3_c"  # an 8-bit float per channel
+    if bits <= 2:
+        return "int2"  # {-1, 0, 1} per output channel: ternary with one scale per row
     if bits <= 4:
         return f"int4_g{group}"
     return "int8"
@@ -108,6 +110,23 @@ def _strategy(fmt: Format, where: str) -> dict[str, Any]:
             return {"strategy": "block", "block_structure": list(sc.block)}
 
 
+def _element_reason(fmt: Format) -> str:
+    """Why the element of `fmt` has no compressed-tensors layout, in a few words."""
+    el = fmt.element
+    if isinstance(el, Minifloat) and el.bits == 4 and fmt.scaling.tensor_scale:
+        return (
+            "its two-level scale: the library dequantizes NVFP4 as code * (block_scale / "
+            "global_scale) in bfloat16, not as quarch's code * (tensor_scale * block_scale)"
+        )
+    if isinstance(el, Minifloat):
+        kind = "" if el.specials is Specials.IEEE else str(el.specials)
+        return (
+            f"e{el.exp_bits}m{el.man_bits}{kind} elements: the library stores OCP e4m3fn floats, "
+            "and e2m1 only as MXFP4 (groups of 32, e8m0 scales)"
+        )
+    return f"{type(el).__name__.lower()} elements: the library stores integers and floats only"
+
+
 def weight_args(fmt: Format, *, where: str = "weight") -> Any:
     """The `QuantizationArgs` of a weight stored in `fmt`; ValueError naming the nearest
     supported format when compressed-tensors cannot hold it."""
@@ -129,7 +148,7 @@ def weight_args(fmt: Format, *, where: str = "weight") -> Any:
             num_bits=4, type="float", symmetric=True, strategy="group", group_size=32
         )
     else:
-        raise _refuse(fmt, f"element {type(el).__name__} {el}", where)
+        raise _refuse(fmt, _element_reason(fmt), where)
     return QuantizationArgs(
         num_bits=bits, type=kind, symmetric=sym, dynamic=False, **_strategy(fmt, where)
     )

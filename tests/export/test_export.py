@@ -93,6 +93,7 @@ def test_hf_export_names_what_it_cannot_express(tmp_path: Path) -> None:
         "int4_g32_asym",
         "int8_t",
         "int8_full_g64",
+        "int2",
         "mxfp4",
         "mxfp8_e4m3",
     ],
@@ -181,7 +182,7 @@ def test_fused_group_with_two_schemes_is_flagged(tmp_path: Path) -> None:
         ("nf4", "int4_g64"),
         ("nvfp4", "int4_g16"),
         ("fp8_e5m2", "fp8_e4m3_c"),
-        ("ternary", "int4_g128"),
+        ("ternary", "int2"),
     ],
 )
 def test_formats_without_equivalent_are_refused(fmt: str, nearest: str) -> None:
@@ -196,6 +197,15 @@ def test_refusals_of_whole_configs(tmp_path: Path) -> None:
         (QuantConfig.uniform(weights="int4_g128"), "not a multiple of.*groups of 64"),
         (QuantConfig.uniform(weights="int8", rotation="hadamard"), "without `rotation`"),
         (QuantConfig.uniform(kv="fp8_e4m3_c"), "nearest supported: fp8_e4m3"),
+        (
+            QuantConfig(rules=(Rule(pattern="layers.0", role=Role.K_CACHE, format="fp8_e4m3"),)),
+            "one kv_cache_scheme per model",
+        ),
+        (
+            QuantConfig(rules=(Rule(pattern="embed_tokens", role=Role.WEIGHT, format="int8"),)),
+            "linear layers only",
+        ),
+        (QuantConfig.uniform(weights="nvfp4"), "two-level scale.*nearest supported: int4_g16"),
     ]
     for config, message in cases:
         with pytest.raises(ValueError, match=message):
