@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ from quarch.formats import Format
 from quarch.models import tiny_llama
 from quarch.quant import QuantConfig, Role, Rule, apply_config
 
-pytest.importorskip("compressed_tensors")
+# Not importorskip: importing the library takes seconds, and collection should not pay them.
+needs_ct = pytest.mark.skipif(
+    find_spec("compressed_tensors") is None, reason="needs compressed-tensors (quarch[export])"
+)
 
 IDS = torch.arange(40).reshape(2, 20) % 258  # [batch, seq] byte tokens
 
@@ -82,6 +86,7 @@ def test_hf_export_names_what_it_cannot_express(tmp_path: Path) -> None:
     assert QuantConfig.from_dict(sidecar["config"]) == config
 
 
+@needs_ct
 @pytest.mark.parametrize(
     "fmt",
     [
@@ -110,6 +115,7 @@ def test_compressed_tensors_weights_are_bit_exact(tmp_path: Path, fmt: str) -> N
         assert torch.equal(got[name], w), name
 
 
+@needs_ct
 def test_int4_g128_codes_are_quarchs(tmp_path: Path) -> None:
     """int4 in groups of 128 (the tiny model's down_proj has 128 inputs): the packed int32 words
     unpack to quarch's own codes, and decompress to its weights bit for bit."""
@@ -136,6 +142,7 @@ def test_int4_g128_codes_are_quarchs(tmp_path: Path) -> None:
     assert torch.equal(got, _quarch_model(config).get_submodule(name).weight.detach())
 
 
+@needs_ct
 def test_mixed_schemes_and_kv_cache(tmp_path: Path) -> None:
     config = QuantConfig(
         rules=(
@@ -166,6 +173,7 @@ def _spec(fmt: str) -> Any:
     return TensorSpec(format=fmt)
 
 
+@needs_ct
 def test_fused_group_with_two_schemes_is_flagged(tmp_path: Path) -> None:
     config = QuantConfig(
         rules=(Rule(pattern="q_proj", role=Role.WEIGHT, format="int8"),),
@@ -175,6 +183,7 @@ def test_fused_group_with_two_schemes_is_flagged(tmp_path: Path) -> None:
     assert any("q_proj/k_proj/v_proj" in w and "vLLM" in w for w in record.warnings)
 
 
+@needs_ct
 @pytest.mark.parametrize(
     ("fmt", "nearest"),
     [
@@ -191,6 +200,7 @@ def test_formats_without_equivalent_are_refused(fmt: str, nearest: str) -> None:
         weight_args(Format.parse(fmt), where="x")
 
 
+@needs_ct
 def test_refusals_of_whole_configs(tmp_path: Path) -> None:
     cases = [
         (QuantConfig.uniform(weights="nf4"), "nearest supported: int4_g64"),
@@ -233,6 +243,7 @@ def test_runtime_input_scales_are_refused(tmp_path: Path) -> None:
         export_model(loaded, config, "hf", tmp_path, calib_windows=windows)
 
 
+@needs_ct
 def test_fp8_w8a8_reloads_with_identical_logits(tmp_path: Path) -> None:
     """fp8 weights per channel, fp8 inputs per token: the library's dynamic per-token fp8
     scale (amax / 448) is quarch's, so transformers' forward equals quarch's bit for bit."""
@@ -248,6 +259,7 @@ def test_fp8_w8a8_reloads_with_identical_logits(tmp_path: Path) -> None:
     assert torch.equal(got, want)
 
 
+@needs_ct
 def test_int8_inputs_map_to_dynamic_per_token(tmp_path: Path) -> None:
     """int8 inputs become the library's dynamic per-token int8 scheme. Its scale is
     amax / 127.5 on the full grid [-128, 127] where quarch uses amax / 127 on [-127, 127], so

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ from typer.testing import CliRunner
 
 from quarch.cli import app
 
-pytest.importorskip("compressed_tensors")
+needs_ct = pytest.mark.skipif(
+    find_spec("compressed_tensors") is None, reason="needs compressed-tensors (quarch[export])"
+)
 
 RUNNER = CliRunner()
 
@@ -32,6 +35,7 @@ def _run(*args: str) -> Any:
     return RUNNER.invoke(app, ["export", *args])
 
 
+@needs_ct
 def test_export_config_file_to_compressed_tensors(tmp_path: Path, tiny_dir: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(
@@ -58,6 +62,7 @@ def test_export_config_file_to_compressed_tensors(tmp_path: Path, tiny_dir: Path
     assert qc["format"] == "pack-quantized" and qc["kv_cache_scheme"]["type"] == "float"
 
 
+@needs_ct
 def test_export_bad_input_is_one_error_line(tmp_path: Path, tiny_dir: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("default:\n  weight: {format: nf4}\n")

@@ -8,17 +8,21 @@ within 0.5 % of quarch's quantized model. Attention uses groups of 64: SmolLM2's
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 import torch
 
-pytest.importorskip("compressed_tensors")
+needs_ct = pytest.mark.skipif(
+    find_spec("compressed_tensors") is None, reason="needs compressed-tensors (quarch[export])"
+)
 
 SEQLEN, WINDOWS = 256, 4
 
 
 @pytest.mark.slow
+@needs_ct
 def test_smollm2_mixed_export_perplexity(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
