@@ -67,6 +67,15 @@ def resolve_design(
     return QuantConfig.load(str(config)), model
 
 
+def _needs_calibration(config: QuantConfig) -> bool:
+    """Whether a weight method of the config needs calibration windows (GPTQ, AWQ, ...)."""
+    from quarch.quant import Role, get_method
+
+    specs = [r.spec for r in config.rules if r.role is Role.WEIGHT and r.format is not None]
+    specs += [s for role, s in config.default.items() if role is Role.WEIGHT and s.format]
+    return any(get_method(s.method).needs_calibration for s in specs)
+
+
 @contextmanager
 def _bar(enabled: bool) -> Iterator[Callable[[str, int], Callable[[], None]] | None]:
     if not enabled:
@@ -97,7 +106,6 @@ def run_export(
 
     from quarch.export import Target, export_model
     from quarch.models import TINY_MODELS, load_model, tiny_model
-    from quarch.quant._cli import calibration_text, needs_calibration
 
     Target.parse(target)  # an unknown target fails before the model loads
     if model in TINY_MODELS:  # a study on a random tiny model (tests, examples)
@@ -105,10 +113,10 @@ def run_export(
     else:
         loaded = load_model(model, dtype=torch.float32)
     windows = None
-    if needs_calibration(config):
-        from quarch.eval import calibration_windows
+    if _needs_calibration(config):
+        from quarch.eval import calibration_windows, select_text
 
-        text = calibration_text(dataset=None, calib_text_file=None)
+        text = select_text(part="calibration")  # never overlaps the evaluation part
         windows = calibration_windows(
             loaded.tokenizer, text, n=calib[0], seqlen=calib[1], seed=config.seed
         )

@@ -20,23 +20,16 @@ from typing import Any
 
 import torch
 
+from quarch.export._codes import CODES, layer_tensors
 from quarch.export._collect import ExportLayer, Quantized
 from quarch.export._schemes import input_args, kv_args, nearest_supported, weight_args
 from quarch.formats import (
-    Format,
     IntElement,
-    IntGrid,
-    Minifloat,
     ScalingKind,
-    cast_element,
-    compute_scales,
-    encode,
-    quantize,
 )
 
 # vLLM's llama-style models fuse these projections into one GEMM (`packed_modules_mapping` in
 # vllm/model_executor/models/llama.py); a fused group must share one scheme to load.
-CODES = "_quarch_codes"  # quarch's codes, kept beside the tensors to check what the library stores
 FUSED_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
@@ -61,110 +54,6 @@ def require_library() -> None:
 
 
 # ---- one layer -----------------------------------------------------------------------------
-
-
-def _quarch_tensors(layer: ExportLayer) -> dict[str, torch.Tensor]:
-    """weight, weight_scale (float32) and, for asymmetric integers, weight_zero_point (int8):
-    quarch's codes and scales, checked to dequantize to the layer's weight bit for bit.
-
-    The scales are those quarch chose from the float weight (a round-to-nearest layer: its codes
-    are `encode(fmt, float weight)`), else those of the quantized weight itself (a method such
-    as GPTQ moved the weights and chose scales on the way; re-encoding recovers them wherever
-    the format's largest code is reached in each block).
-    """
-    fmt = layer.weight_format
-    assert fmt is not None
-    w = layer.weight.to(torch.float32)
-    if fmt.scaling.kind is ScalingKind.NONE:  # an unscaled e4m3 cast: scale 1.0
-        codes = encode(fmt, w).codes
-        if not torch.equal(_fp8_values(codes), w):
-            raise ValueError(f"layer {layer.name}: weight is not on the grid of {fmt}")
-        return {"weight": w, "weight_scale": torch.ones(1, dtype=torch.float32), CODES: codes}
-    sources = [] if layer.original is None else [layer.original.to(torch.float32)]
-    for source in [*sources, w]:
-        out = _tensors_from(fmt, w, source)
-        if out is not None:
-            return out
-    raise ValueError(
-        f"layer {layer.name}: its {fmt} weights do not re-encode exactly with quarch's scales "
-        f"(method {layer.method!r} chose scales that neither the float nor the quantized "
-        "weight gives back); nearest exportable: the same format with method rtn"
-    )
-
-
-def _tensors_from(
-    fmt: Format, w: torch.Tensor, source: torch.Tensor
-) -> dict[str, torch.Tensor] | None:
-    """The stored tensors of weight `w` with the scales quarch computes from `source`, or None
-    when `(q - zp) * s` does not give `w` back exactly."""
-    scales = compute_scales(fmt, source)
-    s = scales.block.to(torch.float32)
-    zp = None if scales.zero_point is None else scales.zero_point.to(torch.float32)
-    if torch.equal(quantize(fmt, source), w):  # w is `source` rounded: quarch's own codes
-        values = _element_values(fmt, encode(fmt, source).codes)
-    else:
-        v = w / _expand(fmt, s, w.shape)
-        values = cast_element(fmt, v if zp is None else v + _expand(fmt, zp, w.shape))
-    deq = values if zp is None else values - _expand(fmt, zp, w.shape)
-    if not torch.equal(deq * _expand(fmt, s, w.shape), w):
-        return None
-    out = {"weight": w, "weight_scale": s, CODES: _stored_codes(fmt, values)}
-    if zp is not None:
-        assert isinstance(fmt.element, IntElement)
-        out["weight_zero_point"] = (zp - (1 << (fmt.element.bits - 1))).to(torch.int8)
-    return out
-
-
-def _stored_codes(fmt: Format, values: torch.Tensor) -> torch.Tensor:
-    """What compressed-tensors stores for element values: signed integers (asymmetric grids
-    shifted by 2^(K-1), as their zero-points), float8 e4m3 bit patterns, or (fp4, packed two
-    to a byte) the element values themselves."""
-    el = fmt.element
-    if isinstance(el, IntElement):
-        shift = (1 << (el.bits - 1)) if el.grid is IntGrid.ASYM else 0
-        return values.to(torch.int64) - shift
-    if isinstance(el, Minifloat) and el.bits == 4:
-        return values
-    return values.to(torch.float8_e4m3fn).view(torch.uint8).to(torch.int64)
-
-
-def _element_values(fmt: Format, codes: torch.Tensor) -> torch.Tensor:
-    """Element values of quarch's codes (asymmetric integers keep their zero-point offset)."""
-    el = fmt.element
-    if isinstance(el, IntElement):
-        c = codes.to(torch.int64)
-        if el.grid is IntGrid.ASYM:
-            return c.to(torch.float32)
-        return torch.where(c >= 1 << (el.bits - 1), c - (1 << el.bits), c).to(torch.float32)
-    if isinstance(el, Minifloat) and el.bits == 4:
-        return _E2M1[codes.to(torch.int64)]
-    return _fp8_values(codes)
-
-
-# OCP MX v1.0 §5.3.3, Table 5 (FP4 E2M1): codes 0-7 are +0, 0.5, 1, 1.5, 2, 3, 4, 6; the top bit
-# is the sign.
-_E2M1 = torch.tensor([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6])
-
-
-def _fp8_values(codes: torch.Tensor) -> torch.Tensor:
-    return codes.to(torch.uint8).view(torch.float8_e4m3fn).to(torch.float32)
-
-
-def _expand(fmt: Format, grid: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """A [grid] tensor of per-block values broadcast to the weight's [out, in] shape."""
-    sc = fmt.scaling
-    match sc.kind:
-        case ScalingKind.TENSOR:
-            return grid.reshape(1, 1).expand(shape)
-        case ScalingKind.CHANNEL:
-            return grid.reshape(shape[0], 1).expand(shape)
-        case ScalingKind.GROUP:
-            return grid.repeat_interleave(sc.block[0], dim=1)[:, : shape[1]]
-        case ScalingKind.BLOCK2D:
-            r, c = sc.block
-            full = grid.repeat_interleave(r, dim=0).repeat_interleave(c, dim=1)
-            return full[: shape[0], : shape[1]]
-    raise AssertionError(sc.kind)
 
 
 def _check_shape(layer: ExportLayer) -> None:
@@ -198,7 +87,7 @@ def compress_layer(layer: ExportLayer, scheme: Any) -> dict[str, torch.Tensor]:
     fmt = layer.weight_format
     assert fmt is not None
     _check_shape(layer)
-    tensors = _quarch_tensors(layer)
+    tensors = layer_tensors(layer)
     codes = tensors.pop(CODES)
     scheme.format = infer_module_format(torch.nn.Linear, scheme)
     compressor = BaseCompressor.get_value_from_registry(scheme.format.value)

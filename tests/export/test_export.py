@@ -277,3 +277,24 @@ def test_int8_inputs_map_to_dynamic_per_token(tmp_path: Path) -> None:
     with torch.no_grad():
         diff = (reloaded(IDS).logits - want(IDS).logits).abs().max()
     assert 0 < float(diff) < 0.05
+
+
+@needs_ct
+def test_gptq_weights_are_bit_exact(tmp_path: Path) -> None:
+    """GPTQ picks each group's scale on weights it has already moved, so some groups never
+    reach the largest code: the export recovers a scale per group under which the weights are
+    exact multiples, and transformers' decompressed weights are quarch's GPTQ weights."""
+    from quarch.eval import calibration_windows, select_text
+
+    loaded = tiny_llama()
+    windows = calibration_windows(
+        loaded.tokenizer, select_text(part="calibration"), n=4, seqlen=64, seed=0
+    )
+    config = QuantConfig.uniform(weights="int4_g32", method="gptq")
+    export_model(loaded, config, "compressed-tensors", tmp_path, calib_windows=windows)
+    reference = tiny_llama()
+    apply_config(reference.model, config, calib_windows=windows, progress=False)
+    want = _linear_weights(reference.model)
+    got = _linear_weights(_reload(tmp_path))
+    for name, w in want.items():
+        assert torch.equal(got[name], w), name
