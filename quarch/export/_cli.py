@@ -84,6 +84,7 @@ def _bar(enabled: bool) -> Iterator[Callable[[str, int], Callable[[], None]] | N
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
+        bar.add_task("quantizing and writing", total=None)  # a pulse for the whole export
 
         def start(task: str, total: int) -> Callable[[], None]:
             tid = bar.add_task(task, total=total)
@@ -136,6 +137,10 @@ def _print(record: dict[str, Any]) -> None:
     )
     for scheme, n in record["schemes"].items():
         console.print(f"  {n:4d} × {escape(scheme)}")
+    for role, counts in record["kv_cache"].items():
+        quantized = {f: n for f, n in counts.items() if f != "float"}
+        if quantized:
+            console.print(f"  {escape(role)}: {escape(str(quantized))}")
     for line in record["not_expressed"]:
         console.print(f"[yellow]not in the checkpoint:[/yellow] {escape(line)}")
     for line in record["warnings"]:

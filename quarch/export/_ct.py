@@ -169,6 +169,22 @@ def _fused_warnings(schemes: Mapping[str, str]) -> list[str]:
     return out
 
 
+def _activation_warnings(q: Quantized) -> list[str]:
+    """Input formats the engine quantizes by a slightly different rule than quarch."""
+    n = sum(
+        1
+        for lay in q.layers.values()
+        if lay.input_format is not None and isinstance(lay.input_format.element, IntElement)
+    )
+    if not n:
+        return []
+    return [
+        f"inputs of {n} layers are int8 per token: engines scale them by amax / 127.5 on "
+        "[-128, 127] (the library's dynamic per-token int8), quarch by amax / 127 on "
+        "[-127, 127]; the activations differ slightly from quarch's emulation"
+    ]
+
+
 def _kv_scheme(q: Quantized) -> tuple[Any, dict[str, torch.Tensor]]:
     if not q.kv:
         return None, {}
@@ -234,7 +250,7 @@ def ct_layout(q: Quantized, linear_names: list[str], progress: Any = None) -> CT
         state_dict=state,
         quantization_config=qc,
         schemes=members,
-        warnings=tuple(_fused_warnings(all_linear)),
+        warnings=tuple(_fused_warnings(all_linear) + _activation_warnings(q)),
     )
 
 
