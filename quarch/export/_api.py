@@ -12,6 +12,7 @@ Targets (`Target`):
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,13 @@ import torch
 from torch import nn
 
 from quarch.export._collect import Quantized, kv_formats_by_role, quantize_for_export
-from quarch.export._write import SIDECAR, save_checkpoint, untie_if_needed, write_sidecar
+from quarch.export._write import (
+    SIDECAR,
+    save_checkpoint,
+    untie_if_needed,
+    write_sidecar,
+    written_files,
+)
 from quarch.quant import QuantConfig
 
 
@@ -170,24 +177,7 @@ def export_model(
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a directory")
     q = quantize_for_export(loaded.model, config, calib_windows=calib_windows)
-    untie = untie_if_needed(loaded.model, q.state_dict)
-    state: Mapping[str, torch.Tensor] = q.state_dict
-    not_expressed: list[str] = []
-    warnings: list[str] = []
-    qc = None
-    if tgt is Target.HF:
-        not_expressed = _hf_not_expressed(q)
-    else:
-        from quarch.export._ct import ct_layout
-
-        advance = progress("compressing layers", len(q.layers)) if progress else None
-        layout = ct_layout(q, _linear_names(loaded.model), advance)
-        state, qc, warnings = layout.state_dict, layout.quantization_config, list(layout.warnings)
-    save_checkpoint(loaded.model, loaded.tokenizer, state, out, untie=untie)
-    if qc is not None:
-        from quarch.export._ct import update_config
-
-        update_config(str(out), qc)
+    not_expressed, warnings = _write(tgt, loaded, q, out, progress)
     record = ExportRecord(
         target=tgt,
         out_dir=str(out),
@@ -200,17 +190,36 @@ def export_model(
         versions=_versions(),
     )
     write_sidecar(out, record.to_dict())
-    files = tuple(sorted(p.name for p in out.iterdir() if p.is_file()))
-    size = sum((out / f).stat().st_size for f in files)
-    final = _with(record, files=files, bytes_written=size, time_s=time.perf_counter() - t0)
-    write_sidecar(out, final.to_dict())
-    return final
+    files = written_files(out)
+    record = dataclasses.replace(
+        record,
+        files=files,
+        bytes_written=sum((out / f).stat().st_size for f in files),
+        time_s=time.perf_counter() - t0,
+    )
+    write_sidecar(out, record.to_dict())
+    return record
 
 
-def _with(record: ExportRecord, **changes: Any) -> ExportRecord:
-    import dataclasses
+def _write(
+    target: Target,
+    loaded: Any,
+    q: Quantized,
+    out: Path,
+    progress: Callable[[str, int], Callable[[], None]] | None,
+) -> tuple[list[str], list[str]]:
+    """Write the checkpoint of `q` in `target`'s layout; (not expressed, warnings)."""
+    untie = untie_if_needed(loaded.model, q.state_dict)
+    if target is Target.HF:
+        save_checkpoint(loaded.model, loaded.tokenizer, q.state_dict, out, untie=untie)
+        return _hf_not_expressed(q), []
+    from quarch.export._ct import ct_layout, update_config
 
-    return dataclasses.replace(record, **changes)
+    advance = progress("compressing layers", len(q.layers)) if progress else None
+    layout = ct_layout(q, _linear_names(loaded.model), advance)
+    save_checkpoint(loaded.model, loaded.tokenizer, layout.state_dict, out, untie=untie)
+    update_config(str(out), layout.quantization_config)
+    return [], list(layout.warnings)
 
 
 def _check_dtype(model: nn.Module) -> None:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from quarch.formats import Format
-from quarch.quant import QuantConfig, QuantLinear, QuantReport, quantized
+from quarch.quant import LayerReport, QuantConfig, QuantLinear, QuantReport, quantized
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,7 +66,7 @@ def _refuse_runtime_parts(name: str, module: QuantLinear) -> None:
         )
 
 
-def _layer(name: str, module: nn.Module, report: QuantReport) -> ExportLayer | None:
+def _layer(name: str, module: nn.Module, rows: Mapping[str, LayerReport]) -> ExportLayer | None:
     if isinstance(module, QuantLinear):
         _refuse_runtime_parts(name, module)
         if module.weight_format is None and module.input_format is None:
@@ -79,7 +79,6 @@ def _layer(name: str, module: nn.Module, report: QuantReport) -> ExportLayer | N
             input_format=module.input_format,
             method=module.method,
         )
-    rows = {r.name: r for r in report.layers}
     row = rows.get(name)
     if isinstance(module, nn.Embedding) and row is not None and row.weight_format is not None:
         return ExportLayer(
@@ -113,9 +112,10 @@ def quantize_for_export(
             "exportable: the same config without `rotation`"
         )
     with quantized(model, config, calib_windows=calib_windows) as report:
+        rows = {r.name: r for r in report.layers}
         layers: dict[str, ExportLayer] = {}
         for name, module in model.named_modules():
-            layer = _layer(name, module, report)
+            layer = _layer(name, module, rows)
             if layer is not None:
                 layers[name] = layer
         kv = {
