@@ -35,6 +35,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("quarch.eval._cli", "Perplexity of a model on a text."),
     "explore": ("quarch.report._cli", "Search per-layer formats for the Pareto front."),
     "report": ("quarch.report._cli", "Redraw a finished study's report and front table."),
+    "export": ("quarch.export._cli", "Write a design as a checkpoint vLLM or transformers loads."),
 }
 """verb -> (module whose `register(app)` adds it, one-line help shown by `quarch --help`)."""
 
