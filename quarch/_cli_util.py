@@ -45,9 +45,11 @@ def _message(problem: BaseException | str) -> str:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the API's bad-input exceptions raised inside the block into `fail(...)`."""
+def user_errors(*also: type[Exception]) -> Iterator[None]:
+    """Turn the API's bad-input exceptions raised inside the block into `fail(...)`, and those
+    of the types in `also` (`ImportError` where a verb needs an optional extra)."""
+    caught: tuple[type[Exception], ...] = (*USER_ERRORS, *also)
     try:
         yield
-    except USER_ERRORS as err:
+    except caught as err:
         raise fail(err) from None

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from quarch._cli_util import fail
+from quarch._cli_util import user_errors
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -52,7 +52,7 @@ def eval_verb(
     """Perplexity of a model on a text (GPTQ protocol: non-overlapping windows)."""
     from quarch.eval import print_eval, run_eval
 
-    try:
+    with user_errors(ImportError):
         names = [t.strip() for t in tasks.split(",")] if tasks is not None else []
         if tasks is not None and not all(names):
             raise ValueError(f"--tasks must be comma-separated task names, got {tasks!r}")
@@ -69,8 +69,6 @@ def eval_verb(
             task_limit=task_limit,
             progress=not as_json,
         )
-    except (ValueError, TypeError, ImportError) as error:
-        raise fail(error) from None
     if as_json:
         typer.echo(json.dumps(record, indent=2))
     else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quarch._cli_util import fail
+from quarch._cli_util import user_errors
 from quarch._yaml import load_yaml_text
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ def quantize_verb(
     """Quantize a model with a config (or uniform formats), then measure its perplexity."""
     from quarch.quant import run_quantize
 
-    try:
+    with user_errors(ImportError):
         record = run_quantize(
             model=model,
             config=config_from_options(
@@ -145,8 +145,6 @@ def quantize_verb(
             baseline=baseline,
             progress=not as_json,
         )
-    except (ValueError, TypeError, ImportError) as error:
-        raise fail(error) from None
     _emit(record, as_json=as_json, out=out, show=_print_quantize)
 
 
@@ -182,7 +180,7 @@ def sensitivity_verb(
     """Quantize one layer group at a time; table of perplexity change and KL vs float."""
     from quarch.quant import run_sensitivity
 
-    try:
+    with user_errors(ImportError):
         if (weights is None) == (fmt is None):
             raise ValueError("give exactly one of --weights FMT or --format FMT (with --role)")
         if weights is not None and role != "weight":
@@ -203,8 +201,6 @@ def sensitivity_verb(
             dtype=dtype,
             progress=not as_json,
         )
-    except (ValueError, TypeError, ImportError) as error:
-        raise fail(error) from None
     _emit(record, as_json=as_json, out=out, show=_print_sensitivity)
 
 
