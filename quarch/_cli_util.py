@@ -11,11 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
 """The exceptions the API raises for bad input; anything else is a bug and keeps its traceback."""
+
+# The options of every verb that loads a model and scores it on a text (eval, quantize,
+# sensitivity): one declaration each, so they read and behave alike.
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="HF model directory, .gguf file, or cached hub id [default: SmolLM2]"),
+]
+TextFileOption = Annotated[
+    Path | None, typer.Option(help="UTF-8 text file to evaluate on [default: built-in text]")
+]
+DatasetOption = Annotated[
+    str | None, typer.Option(help="cached `datasets` name, e.g. wikitext-2-raw-v1")
+]
+# `quarch.eval.DTYPES`, written out so that `--help` imports no torch
+DtypeOption = Annotated[str, typer.Option(help="weight dtype: float32, bfloat16, float16")]
+JsonRecordOption = Annotated[bool, typer.Option("--json", help="print a JSON record")]
 
 EXIT_USER_ERROR = 2
 """The exit code of a command stopped by bad input (click uses 2 for usage errors too)."""
@@ -45,9 +63,11 @@ def _message(problem: BaseException | str) -> str:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the API's bad-input exceptions raised inside the block into `fail(...)`."""
+def user_errors(*also: type[Exception]) -> Iterator[None]:
+    """Turn the API's bad-input exceptions raised inside the block into `fail(...)`, and those
+    of the types in `also` (`ImportError` where a verb needs an optional extra)."""
+    caught: tuple[type[Exception], ...] = (*USER_ERRORS, *also)
     try:
         yield
-    except USER_ERRORS as err:
+    except caught as err:
         raise fail(err) from None

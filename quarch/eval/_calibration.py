@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from quarch._checks import check_positive_int
 from quarch.eval._corpus import EvalText
 from quarch.eval._perplexity import tokenize_text
 
@@ -28,9 +29,8 @@ def calibration_windows(
     Raises:
         ValueError: `n < 1`, `seqlen < 1`, or the text has fewer than `seqlen` tokens.
     """
-    for name, value in (("n", n), ("seqlen", seqlen)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int("n", n)
+    check_positive_int("seqlen", seqlen)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     ids = tokenize_text(tokenizer, text)  # [tokens]

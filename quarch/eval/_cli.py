@@ -7,33 +7,30 @@ Heavy imports (torch, transformers) happen inside the verb so `quarch --help` st
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from quarch._cli_util import fail
-
-DTYPES = ("float32", "bfloat16", "float16")
+from quarch._cli_util import (
+    DatasetOption,
+    DtypeOption,
+    JsonRecordOption,
+    ModelOption,
+    TextFileOption,
+    user_errors,
+)
 
 
 def eval_verb(
-    model: Annotated[
-        str | None,
-        typer.Option(help="HF model directory, .gguf file, or cached hub id [default: SmolLM2]"),
-    ] = None,
+    model: ModelOption = None,
     seqlen: Annotated[int, typer.Option(help="window length in tokens")] = 512,
     max_windows: Annotated[
         int | None, typer.Option(help="evaluate only the first N windows [default: all]")
     ] = None,
-    text_file: Annotated[
-        Path | None, typer.Option(help="UTF-8 text file to evaluate on [default: built-in text]")
-    ] = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="cached `datasets` name, e.g. wikitext-2-raw-v1")
-    ] = None,
+    text_file: TextFileOption = None,
+    dataset: DatasetOption = None,
     batch_size: Annotated[int, typer.Option(help="windows per forward pass")] = 1,
-    dtype: Annotated[str, typer.Option(help=f"weight dtype: {', '.join(DTYPES)}")] = "float32",
+    dtype: DtypeOption = "float32",
     trust_remote_code: Annotated[
         bool, typer.Option(help="allow model code shipped with the checkpoint to run")
     ] = False,
@@ -47,12 +44,12 @@ def eval_verb(
     task_limit: Annotated[
         int | None, typer.Option(help="first N examples of each task [default: all]")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON record")] = False,
+    as_json: JsonRecordOption = False,
 ) -> None:
     """Perplexity of a model on a text (GPTQ protocol: non-overlapping windows)."""
     from quarch.eval import print_eval, run_eval
 
-    try:
+    with user_errors(ImportError):
         names = [t.strip() for t in tasks.split(",")] if tasks is not None else []
         if tasks is not None and not all(names):
             raise ValueError(f"--tasks must be comma-separated task names, got {tasks!r}")
@@ -69,8 +66,6 @@ def eval_verb(
             task_limit=task_limit,
             progress=not as_json,
         )
-    except (ValueError, TypeError, ImportError) as error:
-        raise fail(error) from None
     if as_json:
         typer.echo(json.dumps(record, indent=2))
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from quarch._checks import check_positive_int
 from quarch.eval._perplexity import window_logits
 from quarch.eval._scores import kl_divergence
 
@@ -57,8 +58,7 @@ def kl_to_reference(
 
 
 def _check_windows(windows: torch.Tensor, batch_size: int) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     if windows.ndim != 2 or windows.dtype != torch.long or windows.shape[0] == 0:
         raise ValueError(
             f"windows must be a non-empty int64 tensor [n, seqlen], got {windows.dtype} "

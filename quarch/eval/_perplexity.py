@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from quarch._checks import check_positive_int
 from quarch.eval._corpus import EvalText
 from quarch.eval._scores import window_nll_sum
 
@@ -136,7 +137,7 @@ def mean_nll(model: torch.nn.Module, windows: torch.Tensor, *, batch_size: int =
     Raises:
         ValueError: a bad batch size, windows not `[n, seqlen]`, or NaN/Inf logits.
     """
-    _check_batch_size(batch_size)
+    check_positive_int("batch_size", batch_size)
     if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] < 2:
         raise ValueError(f"windows must be [n, seqlen >= 2], got {tuple(windows.shape)}")
     with torch.inference_mode():
@@ -154,11 +155,6 @@ def _nll_sum(
         total += window_nll_sum(window_logits(model, batch), batch)
         advance(batch.shape[0])
     return total
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 def perplexity(
@@ -185,7 +181,7 @@ def perplexity(
     Raises:
         ValueError: bad arguments, a text shorter than one window, or NaN/Inf logits.
     """
-    _check_batch_size(batch_size)
+    check_positive_int("batch_size", batch_size)
     named = as_eval_text(text)
     start = time.perf_counter()
     ids = tokenize_text(tokenizer, named)

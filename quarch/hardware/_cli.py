@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from quarch._cli_util import USER_ERRORS, fail
+from quarch._cli_util import user_errors
 from quarch.hardware._spec import Hardware
 
 hw_app = typer.Typer(
@@ -41,10 +41,8 @@ def list_command(
 
     from quarch.hardware._loader import list_hardware, load_hardware
 
-    try:
+    with user_errors():
         devices = [load_hardware(name) for name in list_hardware()]
-    except USER_ERRORS as err:
-        raise fail(err) from None
     if as_json:
         typer.echo(json.dumps([_plain(hw) for hw in devices], indent=2))
         return
@@ -131,10 +129,8 @@ def show_command(
     from quarch.hardware._loader import load_hardware
     from quarch.perf import efficiency_for
 
-    try:
+    with user_errors():
         hw = load_hardware(name)
-    except USER_ERRORS as err:
-        raise fail(err) from None
     eff = efficiency_for(hw)
     if as_json:
         payload = _plain(hw) | {"efficiency_resolved": dataclasses.asdict(eff)}

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quarch._cli_util import USER_ERRORS, fail, user_errors
+from quarch._cli_util import fail, user_errors
 
 if TYPE_CHECKING:
     from quarch.measure._calibrate import CalibrationResult
@@ -46,12 +46,10 @@ def calibrate_command(
 
     if not out.parent.is_dir():  # before a minute of timing, not after
         raise fail(f"--out {out}: there is no directory {out.parent}")
-    try:
+    with user_errors():
         result = calibrate(
             device, quick=quick, progress=not as_json, threads=threads, stat=stat, name=name
         )
-    except USER_ERRORS as err:
-        raise fail(err) from None
     with user_errors():
         result.write(out)
     if as_json:
@@ -160,14 +158,12 @@ def validate_command(
         return
     if hw is None:
         raise fail("--hw is required (or --published)")
-    try:
+    with user_errors():
         report = validate(
             hw, quick=quick, device=device, threads=threads, stat=stat, progress=not as_json
         )
         if update:
             update_band(hw, report)
-    except USER_ERRORS as err:
-        raise fail(err) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -179,10 +175,8 @@ def validate_command(
 def _validate_published(split: str, as_json: bool) -> None:
     from quarch.measure._published_check import print_published, validate_published
 
-    try:
+    with user_errors():
         report = validate_published(split)
-    except ValueError as err:
-        raise fail(err) from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -13,7 +13,7 @@ Two attention kinds:
 
 from __future__ import annotations
 
-from quarch.models import ModelSpec
+from quarch.models import MLASpec, ModelSpec
 from quarch.perf._ops import CommKind, Op, OpKind
 from quarch.perf._scenario import Scenario
 from quarch.perf._shapes import (
@@ -24,7 +24,7 @@ from quarch.perf._shapes import (
     comm_op,
     elementwise,
     matmul,
-    op_name,
+    pass_op,
 )
 
 
@@ -109,32 +109,9 @@ def _gqa_before(spec: ModelSpec, ctx: Ctx, group: str, count: int, fmt: str) -> 
     bias = width if spec.qkv_bias else 0.0
     ops = [matmul(ctx, f"{group}.attn.qkv_proj", group, count, rows, width, h, fmt, bias=bias)]
     qk = (heads + kv_heads) * d
-    if spec.qk_norm:  # Qwen3: RMSNorm over each query and key head
-        ops.append(
-            elementwise(
-                ctx,
-                f"{group}.attn.qk_norm",
-                group,
-                count,
-                rows,
-                qk,
-                flops=FLOPS_RMSNORM * rows * qk,
-                act_elements=2 * rows * qk,
-                weight_bytes=2 * d * ctx.act_bytes,
-            )
-        )
-    ops.append(
-        elementwise(
-            ctx,
-            f"{group}.attn.rope",
-            group,
-            count,
-            rows,
-            qk,
-            flops=FLOPS_ROPE * rows * qk,
-            act_elements=2 * rows * qk,
-        )
-    )
+    if spec.qk_norm:  # Qwen3: RMSNorm over each query and key head (one weight each for Q, K)
+        ops.append(_rmsnorm(ctx, f"{group}.attn.qk_norm", group, count, qk, weights=2 * d))
+    ops.append(_rope(ctx, group, count, qk))
     return ops
 
 
@@ -149,27 +126,50 @@ def _gqa_attention(spec: ModelSpec, ctx: Ctx, group: str, count: int, kv_len: in
         attended, read = min(attended, window), min(attended, window - 1 + tokens)
     # read every attended key and value once, write the new tokens' keys and values once
     kv_elements = seqs * kv_heads * (d + dv) * (read + tokens)
-    return Op(
-        name=op_name(ctx, group, f"{group}.attn.attention"),
-        kind=OpKind.ATTENTION,
-        group=group,
-        count=count,
-        m=ceil_int(tokens * heads / kv_heads),
-        n=attended,
-        k=d,
-        batch=ceil_int(seqs * kv_heads),
+    return _attention(
+        ctx,
+        group,
+        count,
+        (tokens * heads / kv_heads, attended, d, seqs * kv_heads),
         flops=2.0 * (d + dv) * heads * pairs,
-        act_bytes=seqs * tokens * heads * (d + dv) * ctx.act_bytes,  # read Q, write O
-        kv_bytes=kv_elements * ctx.kv_bytes,
-        act_format=ctx.act_format,
-        kv_format=ctx.kv_format,
+        act_elements=seqs * tokens * heads * (d + dv),  # read Q, write O
+        kv_elements=kv_elements,
     )
 
 
 # --- MLA -----------------------------------------------------------------------------------
 
 
-def _rmsnorm(ctx: Ctx, name: str, group: str, count: int, width: int) -> Op:
+def _mla_heads(spec: ModelSpec, ctx: Ctx) -> tuple[MLASpec, float]:
+    """The MLA part of an MLA model, and its query heads on one device."""
+    assert spec.mla is not None
+    return spec.mla, _local_heads(spec, ctx.tp)[0]
+
+
+def _rmsnorm(
+    ctx: Ctx, name: str, group: str, count: int, width: float, *, weights: float | None = None
+) -> Op:
+    """RMSNorm over `width` features of every row, with `weights` norm weights (default: one per
+    feature) read at the activation format."""
+    norm_weights = width if weights is None else weights
+    return _per_row(ctx, name, group, count, width, FLOPS_RMSNORM, norm_weights * ctx.act_bytes)
+
+
+def _rope(ctx: Ctx, group: str, count: int, width: float) -> Op:
+    """Rotary embedding of `width` features of every row."""
+    return _per_row(ctx, f"{group}.attn.rope", group, count, width, FLOPS_ROPE, 0.0)
+
+
+def _per_row(
+    ctx: Ctx,
+    name: str,
+    group: str,
+    count: int,
+    width: float,
+    flops_per_element: int,
+    weight_bytes: float,
+) -> Op:
+    """An elementwise op reading and writing `width` features of every row once."""
     rows = ctx.rows
     return elementwise(
         ctx,
@@ -178,18 +178,16 @@ def _rmsnorm(ctx: Ctx, name: str, group: str, count: int, width: int) -> Op:
         count,
         rows,
         width,
-        flops=FLOPS_RMSNORM * rows * width,
+        flops=flops_per_element * rows * width,
         act_elements=2 * rows * width,
-        weight_bytes=width * ctx.act_bytes,
+        weight_bytes=weight_bytes,
     )
 
 
 def _mla_before(
     spec: ModelSpec, ctx: Ctx, group: str, count: int, fmt: str, prefill: bool
 ) -> list[Op]:
-    mla = spec.mla
-    assert mla is not None
-    heads, _ = _local_heads(spec, ctx.tp)
+    mla, heads = _mla_heads(spec, ctx)
     h, rows = spec.hidden_size, ctx.rows
     ops: list[Op] = []
     if mla.q_lora_rank is None:
@@ -215,18 +213,7 @@ def _mla_before(
     ops.append(matmul(ctx, f"{group}.attn.kv_a_proj", group, count, rows, mla.kv_cache_dim, h, fmt))
     ops.append(_rmsnorm(ctx, f"{group}.attn.kv_a_norm", group, count, mla.kv_lora_rank))
     rotated = (heads + 1) * mla.qk_rope_head_dim  # every query head's rope part + the shared key
-    ops.append(
-        elementwise(
-            ctx,
-            f"{group}.attn.rope",
-            group,
-            count,
-            rows,
-            rotated,
-            flops=FLOPS_ROPE * rows * rotated,
-            act_elements=2 * rows * rotated,
-        )
-    )
+    ops.append(_rope(ctx, group, count, rotated))
     if not prefill:  # absorbed decode: q_nope @ W_UK per head, into the latent space
         ops.append(
             matmul(
@@ -247,11 +234,9 @@ def _mla_before(
 def _mla_after(
     spec: ModelSpec, ctx: Ctx, group: str, count: int, fmt: str, prefill: bool
 ) -> list[Op]:
-    mla = spec.mla
-    assert mla is not None
     if prefill:
         return []
-    heads, _ = _local_heads(spec, ctx.tp)
+    mla, heads = _mla_heads(spec, ctx)
     # absorbed decode: the latent attention output @ W_UV per head gives each head's value
     return [
         matmul(
@@ -271,9 +256,7 @@ def _mla_after(
 def _mla_prefill_attention(
     spec: ModelSpec, ctx: Ctx, group: str, count: int, kv_len: int, fmt: str
 ) -> list[Op]:
-    mla = spec.mla
-    assert mla is not None
-    heads, _ = _local_heads(spec, ctx.tp)
+    mla, heads = _mla_heads(spec, ctx)
     seqs, tokens = ctx.seqs, ctx.tokens
     attended = kv_len + tokens
     kv_rows = seqs * attended
@@ -295,47 +278,62 @@ def _mla_prefill_attention(
     act = seqs * tokens * heads * (qk + dv) + kv_rows * up_width  # Q, O; rebuilt K_nope and V
     # the shared rotary key is read from the cache; the new latents + rotary keys written
     kv = kv_rows * mla.qk_rope_head_dim + seqs * tokens * mla.kv_cache_dim
-    attention = Op(
-        name=op_name(ctx, group, f"{group}.attn.attention"),
-        kind=OpKind.ATTENTION,
-        group=group,
-        count=count,
-        m=tokens,
-        n=attended,
-        k=qk,
-        batch=ceil_int(seqs * heads),
+    attention = _attention(
+        ctx,
+        group,
+        count,
+        (tokens, attended, qk, seqs * heads),
         flops=2.0 * (qk + dv) * heads * pairs,
-        act_bytes=act * ctx.act_bytes,
-        kv_bytes=kv * ctx.kv_bytes,
-        act_format=ctx.act_format,
-        kv_format=ctx.kv_format,
+        act_elements=act,
+        kv_elements=kv,
     )
     return [kv_b, attention]
 
 
 def _mla_decode_attention(spec: ModelSpec, ctx: Ctx, group: str, count: int, kv_len: int) -> Op:
-    mla = spec.mla
-    assert mla is not None
-    heads, _ = _local_heads(spec, ctx.tp)
+    mla, heads = _mla_heads(spec, ctx)
     seqs, tokens = ctx.seqs, ctx.tokens
     attended = kv_len + tokens
     score_k = mla.kv_cache_dim  # absorbed query · [latent, rotary key]
     value_k = mla.kv_lora_rank  # probabilities · latent
     pairs = seqs * _pairs_per_sequence(tokens, kv_len)
-    return Op(
-        name=op_name(ctx, group, f"{group}.attn.attention"),
-        kind=OpKind.ATTENTION,
-        group=group,
-        count=count,
-        m=ceil_int(tokens * heads),  # all local heads share the one latent "KV head"
-        n=attended,
-        k=score_k,
-        batch=seqs,
+    return _attention(
+        ctx,
+        group,
+        count,
+        (tokens * heads, attended, score_k, seqs),  # all local heads share one latent "KV head"
         flops=2.0 * (score_k + value_k) * heads * pairs,
-        act_bytes=seqs * tokens * heads * (score_k + value_k) * ctx.act_bytes,
-        kv_bytes=seqs * mla.kv_cache_dim * (attended + tokens) * ctx.kv_bytes,
-        act_format=ctx.act_format,
-        kv_format=ctx.kv_format,
+        act_elements=seqs * tokens * heads * (score_k + value_k),
+        kv_elements=seqs * mla.kv_cache_dim * (attended + tokens),
+    )
+
+
+def _attention(
+    ctx: Ctx,
+    group: str,
+    count: int,
+    shape: tuple[float, int, int, float],
+    *,
+    flops: float,
+    act_elements: float,
+    kv_elements: float,
+) -> Op:
+    """The attention op itself: `shape` is (query rows, keys, score width, batch) of its GEMMs,
+    `m` and the batch rounded up; activations and KV elements at the pass's formats."""
+    m, n, k, batch = shape
+    return pass_op(
+        ctx,
+        f"{group}.attn.attention",
+        group,
+        count,
+        OpKind.ATTENTION,
+        m,
+        n,
+        k,
+        batch=ceil_int(batch),
+        flops=flops,
+        act_bytes=act_elements * ctx.act_bytes,
+        kv_bytes=kv_elements * ctx.kv_bytes,
     )
 
 

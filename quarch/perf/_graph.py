@@ -371,6 +371,18 @@ def _mlp_ops(spec: ModelSpec, scenario: Scenario, ctx: Ctx, group: str, count: i
     return ops
 
 
+def _expert_alltoall(
+    spec: ModelSpec, scenario: Scenario, ctx: Ctx, name: str, group: str, count: int
+) -> Op:
+    """The all-to-all that sends each token's hidden state to its k experts (dispatch), or
+    brings the k expert outputs back (combine), over the `ep` devices."""
+    moe = spec.moe
+    assert moe is not None
+    h = spec.hidden_size
+    payload = ctx.rows * moe.experts_per_token * h * ctx.act_bytes
+    return comm_op(ctx, name, group, count, h, payload, CommKind.ALLTOALL, scenario.ep)
+
+
 def _moe_ops(spec: ModelSpec, scenario: Scenario, ctx: Ctx, group: str, count: int) -> list[Op]:
     moe = spec.moe
     assert moe is not None
@@ -395,19 +407,7 @@ def _moe_ops(spec: ModelSpec, scenario: Scenario, ctx: Ctx, group: str, count: i
         )
     ]
     if dispatch:
-        payload = rows * moe.experts_per_token * h * ctx.act_bytes
-        ops.append(
-            comm_op(
-                ctx,
-                f"{group}.dispatch",
-                group,
-                count,
-                h,
-                payload,
-                CommKind.ALLTOALL,
-                scenario.ep,
-            )
-        )
+        ops.append(_expert_alltoall(spec, scenario, ctx, f"{group}.dispatch", group, count))
     width = moe.expert_intermediate_size / expert_tp
     if touched > 0:
         ops.extend(
@@ -453,19 +453,7 @@ def _moe_ops(spec: ModelSpec, scenario: Scenario, ctx: Ctx, group: str, count: i
             )
         )
     if dispatch:
-        payload = rows * moe.experts_per_token * h * ctx.act_bytes
-        ops.append(
-            comm_op(
-                ctx,
-                f"{group}.combine",
-                group,
-                count,
-                h,
-                payload,
-                CommKind.ALLTOALL,
-                scenario.ep,
-            )
-        )
+        ops.append(_expert_alltoall(spec, scenario, ctx, f"{group}.combine", group, count))
     elif ctx.tp > 1:
         payload = rows * h * ctx.act_bytes
         ops.append(

@@ -30,6 +30,8 @@ from functools import lru_cache
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from quarch._checks import check_positive_int
+
 if TYPE_CHECKING:
     from quarch.models import ModelSpec
 
@@ -47,11 +49,6 @@ def bits_per_element(fmt: str) -> float:
     from quarch.formats import Format  # deferred: keeps `import quarch.perf` light
 
     return float(Format.parse(fmt).bits_per_element)
-
-
-def _check_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"Scenario.{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +88,7 @@ class Scenario:
         for name in _COUNT_FIELDS:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
-                _check_positive(name, value)
+                check_positive_int(f"Scenario.{name}", value)
         if self.batch % self.dp:
             raise ValueError(
                 f"Scenario.batch={self.batch} must be divisible by dp={self.dp} "

@@ -7,6 +7,7 @@ exact values and the integer shape fields are rounded up, as `Op` documents.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from quarch.perf._ops import CommKind, Op, OpKind
 from quarch.perf._scenario import bits_per_element
@@ -48,6 +49,33 @@ def op_name(ctx: Ctx, group: str, name: str) -> str:
     return name if not prefix or not name.startswith(group) else prefix + name[len(group) :]
 
 
+def pass_op(
+    ctx: Ctx,
+    name: str,
+    group: str,
+    count: int,
+    kind: OpKind,
+    m: float,
+    n: float,
+    k: int = 0,
+    **fields: Any,
+) -> Op:
+    """An op of this pass: named under the block prefix, `m` and `n` rounded up (`ceil_int`), at
+    the pass's activation and KV formats; `fields` are the rest of `Op`'s fields."""
+    return Op(
+        name=op_name(ctx, group, name),
+        kind=kind,
+        group=group,
+        count=count,
+        m=ceil_int(m),
+        n=ceil_int(n),
+        k=k,
+        act_format=ctx.act_format,
+        kv_format=ctx.kv_format,
+        **fields,
+    )
+
+
 def ceil_int(x: float) -> int:
     """A shape rounded up to an integer, at least 1 (a tolerance absorbs float noise)."""
     if type(x) is int:
@@ -78,21 +106,20 @@ def matmul(
     activation format; activations read `m·k` and write `m·n` per GEMM.
     """
     weight_bytes = batch * k * n * bits_per_element(weight_format) / 8 + bias * ctx.act_bytes
-    return Op(
-        name=op_name(ctx, group, name),
-        kind=kind,
-        group=group,
-        count=count,
-        m=ceil_int(m),
-        n=ceil_int(n),
-        k=ceil_int(k),
+    return pass_op(
+        ctx,
+        name,
+        group,
+        count,
+        kind,
+        m,
+        n,
+        ceil_int(k),
         batch=ceil_int(batch),
         flops=2.0 * batch * m * n * k,
         weight_bytes=weight_bytes,
         act_bytes=batch * m * (k + n) * ctx.act_bytes,
         weight_format=weight_format,
-        act_format=ctx.act_format,
-        kv_format=ctx.kv_format,
     )
 
 
@@ -109,19 +136,17 @@ def elementwise(
     weight_bytes: float = 0.0,
 ) -> Op:
     """A vector-unit op over `m` rows of `n` features moving `act_elements` activations."""
-    return Op(
-        name=op_name(ctx, group, name),
-        kind=OpKind.ELEMENTWISE,
-        group=group,
-        count=count,
-        m=ceil_int(m),
-        n=ceil_int(n),
-        k=0,
+    return pass_op(
+        ctx,
+        name,
+        group,
+        count,
+        OpKind.ELEMENTWISE,
+        m,
+        n,
         flops=flops,
         weight_bytes=weight_bytes,
         act_bytes=act_elements * ctx.act_bytes,
-        act_format=ctx.act_format,
-        kv_format=ctx.kv_format,
     )
 
 
@@ -136,16 +161,14 @@ def comm_op(
     comm_group: int,
 ) -> Op:
     """A communication op alone: `payload_bytes` per device over `comm_group` devices."""
-    return Op(
-        name=op_name(ctx, group, name),
-        kind=OpKind.COMM,
-        group=group,
-        count=count,
-        m=ceil_int(ctx.rows),
-        n=ceil_int(n),
-        k=0,
-        act_format=ctx.act_format,
-        kv_format=ctx.kv_format,
+    return pass_op(
+        ctx,
+        name,
+        group,
+        count,
+        OpKind.COMM,
+        ctx.rows,
+        n,
         comm_bytes=payload_bytes,
         comm=comm,
         comm_group=comm_group,

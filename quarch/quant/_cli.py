@@ -14,11 +14,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quarch._cli_util import fail
+from quarch._cli_util import (
+    DatasetOption,
+    DtypeOption,
+    JsonRecordOption,
+    ModelOption,
+    TextFileOption,
+    user_errors,
+)
 from quarch._yaml import load_yaml_text
 
 if TYPE_CHECKING:
     from quarch.quant._config import QuantConfig
+
+_MethodParams = Annotated[
+    list[str] | None, typer.Option(help="method parameter key=value (repeatable)")
+]
+_CalibWindows = Annotated[int, typer.Option(help="calibration windows")]
+_CalibSeqlen = Annotated[int, typer.Option(help="calibration window length")]
 
 
 def parse_method_params(items: Sequence[str]) -> dict[str, Any]:
@@ -95,35 +108,31 @@ def _print_quantize(record: dict[str, Any]) -> None:
 
 
 def quantize_verb(
-    model: Annotated[
-        str | None, typer.Option(help="HF dir, .gguf file or cached hub id [default: SmolLM2]")
-    ] = None,
+    model: ModelOption = None,
     config: Annotated[Path | None, typer.Option(help="QuantConfig YAML/JSON file")] = None,
     weights: Annotated[str | None, typer.Option(help="weight format of every linear")] = None,
     acts: Annotated[str | None, typer.Option(help="input-activation format")] = None,
     kv: Annotated[str | None, typer.Option(help="KV-cache format (K after RoPE)")] = None,
     method: Annotated[str, typer.Option(help="weight method: rtn, gptq, awq, ...")] = "rtn",
-    method_param: Annotated[
-        list[str] | None, typer.Option(help="method parameter key=value (repeatable)")
-    ] = None,
+    method_param: _MethodParams = None,
     rotation: Annotated[str | None, typer.Option(help="model rotation: hadamard")] = None,
-    calib_samples: Annotated[int, typer.Option(help="calibration windows")] = 32,
-    calib_seqlen: Annotated[int, typer.Option(help="calibration window length")] = 512,
+    calib_samples: _CalibWindows = 32,
+    calib_seqlen: _CalibSeqlen = 512,
     calib_text_file: Annotated[Path | None, typer.Option(help="calibration text file")] = None,
     seed: Annotated[int, typer.Option(help="seed of calibration sampling and rotation")] = 0,
     eval_seqlen: Annotated[int, typer.Option(help="perplexity window length")] = 512,
     eval_windows: Annotated[int | None, typer.Option(help="evaluate the first N windows")] = None,
-    text_file: Annotated[Path | None, typer.Option(help="evaluation text file")] = None,
-    dataset: Annotated[str | None, typer.Option(help="cached `datasets` name")] = None,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    text_file: TextFileOption = None,
+    dataset: DatasetOption = None,
+    dtype: DtypeOption = "float32",
     baseline: Annotated[bool, typer.Option(help="also measure the float model first")] = False,
     out: Annotated[Path | None, typer.Option(help="write the result JSON here")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON record")] = False,
+    as_json: JsonRecordOption = False,
 ) -> None:
     """Quantize a model with a config (or uniform formats), then measure its perplexity."""
     from quarch.quant import run_quantize
 
-    try:
+    with user_errors(ImportError):
         record = run_quantize(
             model=model,
             config=config_from_options(
@@ -145,15 +154,11 @@ def quantize_verb(
             baseline=baseline,
             progress=not as_json,
         )
-    except (ValueError, TypeError, ImportError) as error:
-        raise fail(error) from None
     _emit(record, as_json=as_json, out=out, show=_print_quantize)
 
 
 def sensitivity_verb(
-    model: Annotated[
-        str | None, typer.Option(help="HF dir, .gguf file or cached hub id [default: SmolLM2]")
-    ] = None,
+    model: ModelOption = None,
     weights: Annotated[
         str | None, typer.Option(help="format given to each group's weights")
     ] = None,
@@ -162,27 +167,25 @@ def sensitivity_verb(
     ] = None,
     role: Annotated[str, typer.Option(help="weight, input, k_cache or v_cache")] = "weight",
     method: Annotated[str, typer.Option(help="weight method")] = "rtn",
-    method_param: Annotated[
-        list[str] | None, typer.Option(help="method parameter key=value (repeatable)")
-    ] = None,
+    method_param: _MethodParams = None,
     windows: Annotated[int, typer.Option(help="evaluation windows")] = 4,
     seqlen: Annotated[int, typer.Option(help="evaluation window length")] = 256,
     additivity: Annotated[
         int, typer.Option(help="random multi-group configs to test additivity on (0: skip)")
     ] = 0,
-    calib_samples: Annotated[int, typer.Option(help="calibration windows")] = 32,
-    calib_seqlen: Annotated[int, typer.Option(help="calibration window length")] = 512,
+    calib_samples: _CalibWindows = 32,
+    calib_seqlen: _CalibSeqlen = 512,
     seed: Annotated[int, typer.Option(help="seed")] = 0,
-    text_file: Annotated[Path | None, typer.Option(help="evaluation text file")] = None,
-    dataset: Annotated[str | None, typer.Option(help="cached `datasets` name")] = None,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    text_file: TextFileOption = None,
+    dataset: DatasetOption = None,
+    dtype: DtypeOption = "float32",
     out: Annotated[Path | None, typer.Option(help="write the table JSON here")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print a JSON record")] = False,
+    as_json: JsonRecordOption = False,
 ) -> None:
     """Quantize one layer group at a time; table of perplexity change and KL vs float."""
     from quarch.quant import run_sensitivity
 
-    try:
+    with user_errors(ImportError):
         if (weights is None) == (fmt is None):
             raise ValueError("give exactly one of --weights FMT or --format FMT (with --role)")
         if weights is not None and role != "weight":
@@ -203,8 +206,6 @@ def sensitivity_verb(
             dtype=dtype,
             progress=not as_json,
         )
-    except (ValueError, TypeError, ImportError) as error:
-        raise fail(error) from None
     _emit(record, as_json=as_json, out=out, show=_print_sensitivity)
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from quarch._checks import check_positive_int
 from quarch.eval import NextTokenReference
 from quarch.models import decoder_blocks
 from quarch.quant._apply import quantized
@@ -130,8 +131,7 @@ class WindowEval:
         batch_size: int = 1,
         prefix_cache: bool = True,
     ) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         self.model = model
         self.windows = as_windows(windows)
         if not self.windows:

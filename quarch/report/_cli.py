@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quarch._cli_util import fail
+from quarch._cli_util import user_errors
 
 if TYPE_CHECKING:
     from quarch.search import StudyResult
@@ -133,13 +133,11 @@ def _register_explore(app: typer.Typer) -> None:
             "constraints.ppl_max_increase": ppl_max_increase,
         }
         t0 = time.perf_counter()
-        try:
+        with user_errors():
             data = study_data(study, overrides)
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)
             result = explore(spec, out, workers=workers, progress=not quiet)
-        except (ValueError, TypeError, FileNotFoundError) as err:
-            raise fail(err) from None
         report = None if no_report else write_report(result)
         wall = time.perf_counter() - t0
         if as_json:
@@ -169,10 +167,8 @@ def _register_report(app: typer.Typer) -> None:
         from quarch.search import StudyResult
 
         console = _console()
-        try:
+        with user_errors():
             result = StudyResult.load(out_dir)
-        except ValueError as err:
-            raise fail(err) from None
         report = None if no_report else write_report(result)
         if as_json:
             print(json.dumps(_front_json(result), indent=1, default=str))

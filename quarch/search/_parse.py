@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -303,15 +304,8 @@ def _scenarios(data: object) -> tuple[ScenarioSpec, ...]:
     return tuple(out)
 
 
-_SCENARIO_DEFAULTS = {
-    "batch": 8,
-    "prompt_len": 512,
-    "output_len": 128,
-    "tp": 1,
-    "pp": 1,
-    "ep": 1,
-    "dp": 1,
-}
+_SCENARIO_DEFAULTS = {f.name: f.default for f in fields(ScenarioSpec) if f.name != "name"}
+"""The serving fields a scenario may set, with their defaults (ScenarioSpec's own)."""
 
 
 def _methods(values: list[Any], where: str) -> tuple[MethodVariant, ...]:

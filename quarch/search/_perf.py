@@ -68,16 +68,10 @@ class PerfMetrics:
 
 
 def scenario_of(s: ScenarioSpec, **formats: Any) -> Scenario:
-    return Scenario(
-        batch=s.batch,
-        prompt_len=s.prompt_len,
-        output_len=s.output_len,
-        tp=s.tp,
-        pp=s.pp,
-        ep=s.ep,
-        dp=s.dp,
-        **formats,
-    )
+    """The perf model's scenario for a named serving scenario (every field but its name) at
+    `formats` (`weight_format=`, `act_format=`, ...)."""
+    serving = {k: v for k, v in s.__dict__.items() if k != "name"}
+    return Scenario(**serving, **formats)
 
 
 def metrics_of(p: Prediction, hw: Hardware) -> PerfMetrics:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from quarch.quant import (
 )
 from quarch.search._config import rule_patterns
 from quarch.search._layout import ATTN, MLP, PARTS
+from quarch.search._result import write_json_atomic
 from quarch.search._space import Design, DesignSpace
 from quarch.search._study import FLOAT
 
@@ -175,14 +175,6 @@ class ProxyTable:
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.to_dict())
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a kill at any moment leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def needed_entries(space: DesignSpace) -> list[tuple[str, str, tuple[int, ...], str | None]]:
