@@ -25,6 +25,7 @@ from typing import Any
 
 from quarch.search._accuracy import AccuracyLab, Measured
 from quarch.search._collect import collect
+from quarch.search._dashboard import attach_measured
 from quarch.search._evaluate import Evaluation, Evaluator
 from quarch.search._metrics import Metric
 from quarch.search._outputs import write_configs, write_tables
@@ -220,6 +221,8 @@ def explore(
         for i, p in enumerate(proxy_front):
             update(i, len(proxy_front), p.name)
             _finalise(ctx, evaluator, p)
+        # for optuna-dashboard: every trial of a measured design carries its real perplexity
+        attach_measured(study, {key: m.nll for key, m in ctx.measured.items()})
     front = _final_front(points)
     with prog.stage("writing outputs"):
         configs = write_configs(spec, ctx.space, ctx.model_name, front, out)

@@ -16,12 +16,23 @@
 - **Seeds**: the uniform baselines that lie inside the space are enqueued first (unless stored
   already), so every sampler starts from them and the front is always compared with them.
 - **Workers**: `workers > 1` starts that many processes on this machine (the main one included).
-  Each stores its finished trials and, before each trial, loads the others' new ones.
+  Each stores its finished trials and, after each trial, loads the others' new ones.
+- **Several drivers, exactly `trials` trials**: any number of processes on any number of
+  machines (workers, or `quarch explore` started again against the same storage) share one
+  study. A driver stores a finished trial only while the study holds fewer than `trials`
+  finished ones, counting every driver's; the count and the store happen under a lock shared
+  through the storage (`_dblock.StudyLock`: an advisory lock on PostgreSQL, a file lock next to
+  an SQLite file), so the study ends with exactly `trials` finished trials. A trial finished
+  after the study is full is dropped, and its driver stops.
+- **PostgreSQL**: `postgresql://user@host/db` runs on psycopg 3 (`pip install quarch[postgres]`).
+- **Dashboard**: the stored study carries named objectives and the constraint list
+  optuna-dashboard reads (`_dashboard`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +40,8 @@ from typing import Any
 
 import optuna
 
+from quarch.search._dashboard import name_metrics, with_legacy_constraints, without_legacy
+from quarch.search._dblock import StudyLock
 from quarch.search._evaluate import Evaluation, Evaluator
 from quarch.search._space import Design, DesignSpace
 from quarch.search._study import Sampler, SearchSettings
@@ -52,14 +65,50 @@ MEMORY = ":memory:"
 """A storage URL for a study kept in this process only (benchmarks; nothing persists)."""
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def database_url(url: str) -> str:
+    """`url` with a bare PostgreSQL scheme bound to psycopg 3 (`postgresql+psycopg://`), the
+    driver of the `postgres` extra (SQLAlchemy 2.0 binds a bare scheme to psycopg2)."""
+    for scheme in POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+SCHEMA_ATTEMPTS = 5
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any]) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage, retried when another process creates the same new database's
+    tables at the same moment (drivers started together on an empty database: one of the
+    two schema creations fails on a unique key, and then finds the tables made)."""
+    import sqlalchemy
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except sqlalchemy.exc.DBAPIError:
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def storage(url: str) -> optuna.storages.BaseStorage:
     """The RDB storage at `url` (SQLite in WAL mode, waiting up to 60 s on a lock), or an
     in-memory one for `MEMORY`."""
     if url == MEMORY:
         return optuna.storages.InMemoryStorage()
     if not url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url)
-    rdb = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        url = database_url(url)
+        try:
+            return _rdb_storage(url, {})
+        except ImportError as err:
+            extra = " (pip install 'quarch[postgres]')" if url.startswith("postgres") else ""
+            raise ImportError(f"no database driver for the storage {url!r}{extra}") from err
+    rdb = _rdb_storage(url, {"connect_args": {"timeout": 60}})
     import sqlalchemy
 
     sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
@@ -135,6 +184,12 @@ def open_study(name: str, url: str, num_objectives: int) -> optuna.Study:
     )
 
 
+def study_lock(study: optuna.Study, url: str) -> StudyLock:
+    """The lock every driver of `study` (stored at `url`) stores its trials under."""
+    backend: Any = getattr(study._storage, "_backend", study._storage)
+    return StudyLock(url, study.study_name, getattr(backend, "engine", None))
+
+
 def count_complete(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COMPLETE))
 
@@ -142,9 +197,17 @@ def count_complete(study: optuna.Study) -> int:
 class _Mirror:
     """An in-memory study for sampling, mirrored to the stored one (see the module doc)."""
 
-    def __init__(self, stored: optuna.Study, sampler: optuna.samplers.BaseSampler) -> None:
+    def __init__(
+        self,
+        stored: optuna.Study,
+        sampler: optuna.samplers.BaseSampler,
+        lock: StudyLock,
+        constraint_names: list[str],
+    ) -> None:
         self.stored = stored
         self.memory = optuna.create_study(directions=stored.directions, sampler=sampler)
+        self.lock = lock
+        self.constraint_names = constraint_names
         self.seen: set[str] = set()
         self.pull()
 
@@ -153,15 +216,20 @@ class _Mirror:
         trials = self.stored.get_trials(deepcopy=False, states=COMPLETE)
         new = [t for t in trials if str(t.user_attrs.get("uid", t.number)) not in self.seen]
         if new:
-            self.memory.add_trials(new)
+            self.memory.add_trials([without_legacy(t) for t in new])
             self.seen.update(str(t.user_attrs.get("uid", t.number)) for t in new)
         return len(trials)
 
-    def push(self, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.state is not optuna.trial.TrialState.COMPLETE:
-            return
-        self.stored.add_trial(trial)
-        self.seen.add(str(trial.user_attrs["uid"]))
+    def push(self, trial: optuna.trial.FrozenTrial, total: int) -> int:
+        """Store a finished trial unless the study already holds `total` finished trials
+        (every driver's); returns the stored count afterwards."""
+        with self.lock.held():
+            count = self.pull()
+            if trial.state is optuna.trial.TrialState.COMPLETE and count < total:
+                self.stored.add_trial(with_legacy_constraints(trial, self.constraint_names))
+                self.seen.add(str(trial.user_attrs["uid"]))
+                count += 1
+        return count
 
 
 def enqueue_seeds(
@@ -185,20 +253,17 @@ def _optimize(
     mirror: _Mirror,
     objective: _Objective,
     total: int,
-    poll: bool,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    count = [mirror.pull()]
-
     def after(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        mirror.push(trial)
-        count[0] = mirror.pull() if poll else count[0] + 1
+        # counts every driver's trials: a driver alone on the study counts its own
+        count = mirror.push(trial, total)
         if progress is not None:
-            progress(count[0], total)
-        if count[0] >= total:
+            progress(count, total)
+        if count >= total:
             study.stop()
 
-    if count[0] < total:
+    if mirror.pull() < total:
         mirror.memory.optimize(objective, callbacks=[after], gc_after_trial=False)
 
 
@@ -207,10 +272,12 @@ def _worker(payload: tuple[Any, ...], ready: Any) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     token = uuid.uuid4().hex[:8]
     sampler = make_sampler(settings, space, seed_offset=1000 * index + int(token, 16) % 997)
-    mirror = _Mirror(open_study(name, url, len(evaluator.objectives)), sampler)
-    objective = _Objective(space, evaluator.evaluate, evaluator.constraint_names(), token)
+    stored = open_study(name, url, len(evaluator.objectives))
+    names = evaluator.constraint_names()
+    mirror = _Mirror(stored, sampler, study_lock(stored, url), names)
+    objective = _Objective(space, evaluator.evaluate, names, token)
     ready.set()
-    _optimize(mirror, objective, total, True, None)
+    _optimize(mirror, objective, total, None)
 
 
 def _check_compatible(stored: optuna.Study, space: DesignSpace, name: str, url: str) -> None:
@@ -250,6 +317,9 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stored = open_study(name, url, len(evaluator.objectives))
     _check_compatible(stored, space, name, url)
+    lock = study_lock(stored, url)
+    with lock.held():  # drivers started together would write the names at the same time
+        name_metrics(stored, evaluator.objectives)
     done = count_complete(stored)
     total = settings.trials
     if progress is not None:
@@ -260,7 +330,9 @@ def run_search(
     # a resumed run samples with a fresh seed: replaying the first run's seed would propose
     # the designs it already stored
     offset = 0 if done == 0 else int(token, 16) % 100_003
-    mirror = _Mirror(stored, make_sampler(settings, space, seed_offset=offset))
+    names = evaluator.constraint_names()
+    sampler = make_sampler(settings, space, seed_offset=offset)
+    mirror = _Mirror(stored, sampler, lock, names)
     keys = {str(t.user_attrs.get("key")) for t in stored.get_trials(deepcopy=False)}
     enqueue_seeds(mirror.memory, space, seeds, keys)
     ctx = multiprocessing.get_context("spawn")
@@ -279,10 +351,8 @@ def run_search(
         while not event.wait(1.0):
             if not p.is_alive():
                 raise RuntimeError(f"search worker {p.name} exited with code {p.exitcode}")
-    objective = _Objective(
-        space, evaluate or evaluator.evaluate, evaluator.constraint_names(), token
-    )
-    _optimize(mirror, objective, total, workers > 1, progress)
+    objective = _Objective(space, evaluate or evaluator.evaluate, names, token)
+    _optimize(mirror, objective, total, progress)
     for p in procs:
         p.join()
     if progress is not None:

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from quarch.search import SearchSettings, run_search
-from quarch.search._runner import COMPLETE
+from quarch.search._runner import COMPLETE, _Mirror, database_url, study_lock
 
 from .synthetic import synthetic
 
@@ -40,7 +40,10 @@ def test_every_sampler_runs_and_starts_from_the_baselines(tmp_path: Path, sample
         design = ev.space.design(t.params)
         assert t.user_attrs["key"] == design.key
         assert list(t.values) == list(ev.evaluate(design).values)
-        assert set(t.constraints) == {"fits@serve"}
+        # the named constraint (Optuna 5), and the list optuna-dashboard reads, which Optuna
+        # also reads as constraint "0"
+        assert t.system_attrs["constraints"] == [t.system_attrs["constraints:fits@serve"]]
+        assert set(t.constraints) == {"fits@serve", "0"}
 
 
 def test_resume_keeps_stored_trials_and_extends(tmp_path: Path) -> None:
@@ -91,5 +94,24 @@ def test_two_workers_share_the_study(tmp_path: Path) -> None:
         workers=2,
     )
     trials = study.get_trials(states=COMPLETE)
-    assert len(trials) >= 30
+    assert len(trials) == 30  # exactly: the last store of each worker is checked under a lock
     assert len({t.user_attrs["uid"].split("-")[0] for t in trials}) == 2
+
+
+def test_samplers_see_each_constraint_once(tmp_path: Path) -> None:
+    spec, ev = synthetic({"constraints": {"tpot_slo_s": 0.00064}})
+    stored = _run(tmp_path, spec, ev, 8)
+    names = ev.constraint_names()
+    for t in stored.get_trials(states=COMPLETE):  # stored: named, and the dashboard's list
+        assert t.system_attrs["constraints"] == [t.constraints[n] for n in names]
+    mirror = _Mirror(stored, optuna.samplers.RandomSampler(), study_lock(stored, "x"), names)
+    loaded = mirror.memory.get_trials(states=COMPLETE)
+    assert len(loaded) == 8
+    assert all(list(t.constraints) == names for t in loaded)  # what a sampler reads
+
+
+def test_postgres_urls_use_psycopg_3() -> None:
+    assert database_url("postgresql://u@h:5/db") == "postgresql+psycopg://u@h:5/db"
+    assert database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    for url in ("postgresql+psycopg2://u@h/db", "sqlite:///x.db", "mysql://u@h/db"):
+        assert database_url(url) == url
