@@ -1,0 +1,153 @@
+"""A fast path for `quantize(fmt, x, out=buf)`: the reference arithmetic, run over row chunks.
+
+Why it is fast: the reference path runs a dozen elementwise passes over the whole tensor, each
+allocating a full-size temporary whose pages the kernel must fault in (on this machine a fresh
+64 MiB tensor costs more than a copy of it). Here the same operations run on a few rows at a
+time, so every temporary stays in the cache, and the result goes straight into `out`.
+
+Why it is bit-identical: every step of the reference path is per block (a block's scale depends
+only on its own elements, the cast is elementwise), and a chunk of whole rows holds whole
+blocks. The only tensor-wide quantities (a `t` format's single scale, NVFP4's fp32 tensor scale)
+are computed once over all of x, by the reference functions, before the chunks. The chunks call
+the reference functions themselves (`_compute_block_scales`, `_quantize_blocks`), so there is no
+second copy of the numerics to drift; tests hold the two paths equal on an adversarial corpus.
+
+Applicable (else the caller takes the reference path): float32 x with a contiguous last dim,
+scales along the last axis (per-tensor, per-channel or groups), a scale rule computed from the
+block alone (not `mse`, whose search is per block too but allocates per ratio, nor `mean`),
+nearest-even rounding, and a tensor large enough that chunking pays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import torch
+
+from quarch.formats import _elements, _minifloat
+from quarch.formats._blocks import from_blocks, to_blocks
+from quarch.formats._scaling import Scales, abs_max, scales_from_stat, tensor_scale
+from quarch.formats._spec import (
+    Format,
+    GgufBlock,
+    IntElement,
+    IntGrid,
+    Minifloat,
+    RoundMode,
+    ScaleRule,
+    ScalingKind,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+# Below this many elements the reference path is as fast (a few passes over a cache-resident
+# tensor) and the chunk loop's per-call overhead would dominate.
+MIN_ELEMENTS = 1 << 16
+# Elements per chunk: 256 KiB of float32, so a chunk and its temporaries fit in L2 (measured
+# on this machine with benchmarks/bench_formats.py: 2^16 beat 2^14 and 2^18..2^20).
+CHUNK_ELEMENTS = 1 << 18
+
+_FAST_KINDS = (ScalingKind.TENSOR, ScalingKind.CHANNEL, ScalingKind.GROUP)
+_FAST_RULES = (ScaleRule.AMAX, ScaleRule.FLOOR, ScaleRule.CEIL, ScaleRule.NEAR)
+
+
+def applicable(fmt: Format, x: torch.Tensor) -> bool:
+    """Whether `quantize_into` serves (fmt, x) with the reference path's exact bits."""
+    sc = fmt.scaling
+    el = fmt.element
+    if isinstance(el, GgufBlock) or not isinstance(el, IntElement | Minifloat):
+        return False
+    if isinstance(el, IntElement) and el.grid is IntGrid.ASYM:
+        return False
+    return (
+        x.dtype is torch.float32
+        and x.dim() >= 1
+        and x.numel() >= MIN_ELEMENTS
+        and x.stride(-1) == 1
+        and sc.kind in _FAST_KINDS
+        and (sc.kind is ScalingKind.TENSOR or sc.axis % x.dim() == x.dim() - 1)
+        and sc.rule in _FAST_RULES
+        and fmt.rounding.mode is RoundMode.RNE
+    )
+
+
+def quantize_into(
+    fmt: Format,
+    x: torch.Tensor,
+    out: torch.Tensor,
+    quantize_blocks: Callable[[Format, torch.Tensor, Scales], torch.Tensor],
+    block_scales: Callable[[Format, torch.Tensor, tuple[int, ...], torch.Tensor | None], Scales],
+) -> None:
+    """Write quantize(fmt, x) into `out` (x's shape, contiguous float32; may be x itself).
+
+    `quantize_blocks` and `block_scales` are the reference path's own per-block functions
+    (passed in, since `_api` imports this module). Scales always come from `block_scales` (their
+    tensors are 1/k of the data); the elementwise part runs in `out`'s memory when a chunk's
+    blocks are a view of it (no padding), through `_scale_and_cast`, else through
+    `quantize_blocks` and a copy.
+    """
+    n = x.shape[-1]
+    rows = x.reshape(-1, n)  # a view when x is contiguous; else one copy of x
+    dst = out.view(-1, n)
+    ts = tensor_scale(fmt, x) if fmt.scaling.tensor_scale else None
+    fixed: Scales | None = None
+    if fmt.scaling.kind is ScalingKind.TENSOR:  # one scale over all of x, as the reference
+        fixed = Scales(block=scales_from_stat(fmt, abs_max(x.reshape(1, -1)), ts), tensor=ts)
+    step = max(1, CHUNK_ELEMENTS // max(n, 1))
+    scratch = torch.empty(min(step, rows.shape[0]) * n, dtype=torch.int32)
+    for start in range(0, rows.shape[0], step):
+        xc = rows[start : start + step]
+        oc = dst[start : start + step]
+        xb = xc.reshape(1, -1) if fixed is not None else to_blocks(fmt.scaling, xc)
+        s = fixed if fixed is not None else block_scales(fmt, xb, tuple(xc.shape), ts)
+        if xb.numel() == xc.numel() and _scale_and_cast(fmt, xb, s, oc.view(xb.shape), scratch):
+            continue
+        yb = quantize_blocks(fmt, xb, s)
+        oc.copy_(yb.view_as(xc) if fixed is not None else from_blocks(fmt.scaling, yb, xc.shape))
+
+
+def _scale_and_cast(
+    fmt: Format, xb: torch.Tensor, s: Scales, ob: torch.Tensor, scratch: torch.Tensor
+) -> bool:
+    """`_api._quantize_blocks(fmt, xb, s)` written into `ob`, the same IEEE operations in the
+    same order (so the same bits), without full-size temporaries. False (ob untouched) where
+    it does not apply: asymmetric integers, or a minifloat outside `cast_rne_add_`'s domain."""
+    el = fmt.element
+    sb = s.block.unsqueeze(-1)
+    if s.zero_point is not None:
+        return False
+    if isinstance(el, Minifloat) and not _minifloat.rne_add_inplace_ok(_saturating(el)):
+        return False
+    if s.tensor is not None:  # as _api._scaled: x * ((1 / ts) / sb), then times ts * sb
+        torch.mul(xb, (1.0 / s.tensor) / sb, out=ob)
+        mult = s.tensor * sb
+    else:
+        torch.div(xb, sb, out=ob)
+        mult = sb
+    if isinstance(el, IntElement):  # as _api._cast_owned
+        ob.round_().clamp_(el.qmin, el.qmax).add_(0.0).mul_(mult)
+        return True
+    assert isinstance(el, Minifloat)
+    lo, hi = torch.aminmax(ob)
+    if bool(torch.isfinite(lo)) and bool(torch.isfinite(hi)):
+        _cast_rne_add_(_saturating(el), ob.view(-1), scratch[: ob.numel()])
+        ob.mul_(mult)
+    else:  # the reference's generic cast of the same scaled values (xb may be gone: out=x)
+        ob.copy_(_elements.cast(_saturating(el), ob, fmt.rounding).mul_(mult))
+    return True
+
+
+def _saturating(el: Minifloat) -> Minifloat:
+    return dataclasses.replace(el, saturate=True)  # scaled minifloats saturate (_api._element)
+
+
+def _cast_rne_add_(mf: Minifloat, c: torch.Tensor, t: torch.Tensor) -> None:
+    """`_minifloat.cast_rne_add_` on one chunk `c` with a caller-owned int32 scratch `t`: the
+    same operations (see there for why they round to nearest-even)."""
+    lo, hi = mf.emin + 127, mf.emax + 1 + 127
+    torch.bitwise_right_shift(c.view(torch.int32), 23, out=t)
+    t.bitwise_and_(0xFF).clamp_(lo, hi).add_(23 - mf.man_bits).bitwise_left_shift_(23)
+    magic = t.view(torch.float32).copysign_(c)
+    c.add_(magic).sub_(magic).copysign_(magic).clamp_(-mf.max, mf.max)
