@@ -200,3 +200,13 @@ def test_small_tensors_skip_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> No
     assert_same_bits(
         quantize(Format.parse("mxfp4"), x, out=out), quantize(Format.parse("mxfp4"), x), x, "small"
     )
+
+
+@pytest.mark.parametrize("name", ["int4_g128", "int4", "mxfp4", "mxfp8_e4m3", "fp8_e4m3_c"])
+def test_pairwise_abs_max_on_every_block_size(
+    name: str, always_fast: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_fast, "PAIRWISE_MAX_BLOCK", 1 << 30)
+    x = corpus()
+    _check(Format.parse(name), x, "pairwise abs-max")
+    _check(Format.parse(name), x[:, :96].contiguous(), "pairwise abs-max, odd halving")
