@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 import torch
 
-from quarch.formats import Format, quantize
+from quarch.formats import Format, _fast_cpp, quantize
 
 
 def median_time_s(fn: Callable[[], torch.Tensor], repeats: int) -> float:
@@ -165,6 +165,10 @@ def interleaved_ratios(
 
 def run_out(x: torch.Tensor, repeats: int, threads: int) -> list[tuple[str, ...]]:
     torch.set_num_threads(threads)
+    # The C++ kernel builds in the background on first use (the torch path serves meanwhile);
+    # wait for it here, so the table times the steady state. QUARCH_FORMATS_CPP=0 times the
+    # torch path.
+    _fast_cpp.module(wait=True)
     out = torch.empty_like(x)
     rows: list[tuple[str, ...]] = []
     for name in OUT_FORMATS:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from quarch.formats import Format, _fast, quantize
+from quarch.formats import Format, _fast, _fast_cpp, quantize
 from tests.formats._util import assert_same_bits
 
 FAST_FORMATS = [
@@ -79,6 +79,12 @@ def _rows(rng: np.random.Generator) -> list[np.ndarray]:
     ):
         r = rng.choice(np.concatenate([ties, -ties]), n)
         r[::16] = amax
+        rows.append(r)
+    for c in (0.1, 0.3, 1.7, 1e-3):  # ties under scales that are not powers of two, where
+        # x / s and x * (1 / s) can round apart
+        k = rng.integers(-7, 7, n).astype(np.float32) + np.float32(0.5)
+        r = k * np.float32(c)
+        r[::16] = np.float32(7 * c)
         rows.append(r)
     for p in (2.0, 4.0, 8.0, 1.0, 0.5, 2.0**-126, 2.0**100, 448.0 * 2, 6.0 * 4):
         r = rng.uniform(-1, 1, n) * _ulp_below(p)
@@ -210,3 +216,47 @@ def test_pairwise_abs_max_on_every_block_size(
     x = corpus()
     _check(Format.parse(name), x, "pairwise abs-max")
     _check(Format.parse(name), x[:, :96].contiguous(), "pairwise abs-max, odd halving")
+
+
+@pytest.fixture
+def cpp_kernel(always_fast: list[int], monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The C++ kernel for every size (built here, in the foreground, on first use: ~30 s once;
+    torch caches it). Skipped where it cannot be built (no compiler) or is switched off."""
+    if _fast_cpp.module(wait=True) is None:
+        pytest.skip(f"C++ kernel unavailable: {_fast_cpp.build_error() or 'QUARCH_FORMATS_CPP=0'}")
+    monkeypatch.setattr(_fast, "CPP_MIN_ELEMENTS", 0)
+    calls: list[int] = []
+    real = _fast._quantize_cpp
+
+    def spy(*args: object, **kwargs: object) -> bool:
+        served = real(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(int(served))
+        return served
+
+    monkeypatch.setattr(_fast, "_quantize_cpp", spy)
+    return calls
+
+
+@pytest.mark.parametrize("name", FAST_FORMATS)
+def test_cpp_kernel_is_bit_identical_on_the_adversarial_corpus(
+    name: str, cpp_kernel: list[int]
+) -> None:
+    fmt = Format.parse(name)
+    x = corpus()
+    _check(fmt, x, "C++ corpus")
+    assert any(cpp_kernel), f"{name}: the C++ kernel did not serve"
+    _check(fmt, x.reshape(2, -1, COLS), "C++ 3-D")
+    _check(fmt, x.reshape(-1, 2 * COLS), "C++ wide rows")
+    _check(fmt, x[:37, :96].contiguous(), "C++ 37x96")
+    _check(fmt, x[:, 3:250], "C++ odd last dim")  # padded or non-contiguous: the torch path
+
+
+def test_cpp_kernel_threads_agree(cpp_kernel: list[int]) -> None:
+    x = corpus()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for name in ("int4_g128", "mxfp4", "nvfp4", "fp8_e4m3_t"):
+            _check(Format.parse(name), x, "C++ 2 threads")
+    finally:
+        torch.set_num_threads(before)
