@@ -58,6 +58,7 @@ PAIRWISE_MAX_BLOCK = 16
 # From this many elements the C++ kernel (`_fast_cpp`) serves once it is built: 4 Mi elements
 # (16 MiB of float32), where the torch path costs tens of milliseconds.
 CPP_MIN_ELEMENTS = 1 << 22
+SCALE_CHUNK = 1 << 16  # blocks per slice of the scale arithmetic (_chunked_scales)
 _FAST_KINDS = (ScalingKind.TENSOR, ScalingKind.CHANNEL, ScalingKind.GROUP)
 _FAST_RULES = (ScaleRule.AMAX, ScaleRule.FLOOR, ScaleRule.CEIL, ScaleRule.NEAR)
 
@@ -127,6 +128,19 @@ def quantize_into(
         oc.copy_(yb.view_as(xc) if fixed is not None else from_blocks(fmt.scaling, yb, xc.shape))
 
 
+def _chunked_scales(fmt: Format, stat: torch.Tensor, ts: torch.Tensor | None) -> torch.Tensor:
+    """`scales_from_stat(fmt, stat, ts)` (elementwise in stat) over slices of SCALE_CHUNK
+    blocks, so its dozen temporaries are small allocations the allocator reuses instead of
+    fresh pages (measured, 1 thread, mxfp4 over 4096x4096/32 blocks: 26 ms whole, 17 ms in
+    slices of 2^16; on a loaded machine)."""
+    if stat.numel() <= SCALE_CHUNK:
+        return scales_from_stat(fmt, stat, ts).contiguous()
+    sb = torch.empty_like(stat)
+    for i in range(0, stat.numel(), SCALE_CHUNK):
+        sb[i : i + SCALE_CHUNK] = scales_from_stat(fmt, stat[i : i + SCALE_CHUNK], ts)
+    return sb
+
+
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Run the scale arithmetic (a dozen small torch ops on 1/k of the data) on one intra-op
@@ -183,7 +197,7 @@ def _quantize_cpp(
             assert amax is not None
             sb = scales_from_stat(fmt, amax, ts).expand(nb).contiguous()
         else:
-            sb = scales_from_stat(fmt, stat, ts).contiguous()
+            sb = _chunked_scales(fmt, stat, ts)
         if ts is not None:  # as _api._scaled
             a, mult, div = ((1.0 / ts) / sb).contiguous(), (ts * sb).contiguous(), 0
         else:

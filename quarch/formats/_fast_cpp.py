@@ -1,6 +1,6 @@
 """An optional C++ kernel for the fast path: one pass for the block maxima, one for scale,
-round and rescale, no temporaries; threaded by ATen's parallel_for (torch's own thread pool and
-thread count: a second OpenMP runtime fought torch's for 2 cores, measured 19x copy_).
+round and rescale, no temporaries; threaded by ATen's parallel_for (torch's OpenMP pool and its
+thread count, torch.get_num_threads()).
 
 Built lazily with `torch.utils.cpp_extension.load_inline` (about 25-35 s of gcc on this machine)
 in a background thread, started by the first call that could use it; until it is ready (or if it
@@ -139,7 +139,9 @@ def _build() -> None:
             name="quarch_formats_fast",
             cpp_sources=_SOURCE,
             functions=["block_absmax", "qdq"],
-            extra_cflags=["-O3", "-march=native", "-ffp-contract=off"],
+            # ATen's parallel_for is inline OpenMP: without -fopenmp it runs serially
+            extra_cflags=["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
             verbose=False,
         )
     except Exception as e:  # no compiler, headers or OpenMP: the torch path serves

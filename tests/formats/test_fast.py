@@ -225,6 +225,7 @@ def cpp_kernel(always_fast: list[int], monkeypatch: pytest.MonkeyPatch) -> list[
     if _fast_cpp.module(wait=True) is None:
         pytest.skip(f"C++ kernel unavailable: {_fast_cpp.build_error() or 'QUARCH_FORMATS_CPP=0'}")
     monkeypatch.setattr(_fast, "CPP_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(_fast, "SCALE_CHUNK", 7)  # scales in slices, with a ragged last one
     calls: list[int] = []
     real = _fast._quantize_cpp
 
