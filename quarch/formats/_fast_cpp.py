@@ -20,7 +20,9 @@ reference functions (which cast them with the generic cast).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import threading
 from types import ModuleType
 
@@ -131,12 +133,24 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}  # "module": the built module, "thread": the building thread
 
 
+def _cpu_tag() -> str:
+    """A short hash of this CPU's model and flags: the module is built with -march=native, so
+    torch's build cache (keyed by name) must not hand it to a different CPU sharing the home
+    directory."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
+    except OSError:
+        lines = [platform.processor(), platform.machine()]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:10]
+
+
 def _build() -> None:
     from torch.utils.cpp_extension import load_inline
 
     try:
         mod = load_inline(
-            name="quarch_formats_fast",
+            name=f"quarch_formats_fast_{_cpu_tag()}",
             cpp_sources=_SOURCE,
             functions=["block_absmax", "qdq"],
             # ATen's parallel_for is inline OpenMP: without -fopenmp it runs serially

@@ -261,3 +261,34 @@ def test_cpp_kernel_threads_agree(cpp_kernel: list[int]) -> None:
             _check(Format.parse(name), x, "C++ 2 threads")
     finally:
         torch.set_num_threads(before)
+
+
+def test_no_call_waits_for_the_build(
+    always_fast: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the kernel builds (here: a build that blocks until released), the torch path
+    serves at once, with the same bits."""
+    import threading
+
+    release = threading.Event()
+
+    def slow_build() -> None:
+        release.wait(30)
+        _fast_cpp._state["error"] = "test build"
+
+    monkeypatch.setattr(_fast_cpp, "_state", {})
+    monkeypatch.setattr(_fast_cpp, "_build", slow_build)
+    monkeypatch.setattr(_fast, "CPP_MIN_ELEMENTS", 0)
+    try:
+        assert _fast_cpp.module() is None  # starts the build, does not wait
+        _check(Format.parse("mxfp4"), corpus(), "while building")
+        assert always_fast
+    finally:
+        release.set()
+    assert _fast_cpp.module(wait=True) is None
+    assert _fast_cpp.build_error() == "test build"
+
+
+def test_the_kernel_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUARCH_FORMATS_CPP", "0")
+    assert _fast_cpp.module() is None
