@@ -29,7 +29,13 @@ import torch
 
 from quarch.formats import _elements, _fast_cpp, _minifloat
 from quarch.formats._blocks import from_blocks, to_blocks
-from quarch.formats._scaling import Scales, abs_max, scales_from_stat, tensor_scale
+from quarch.formats._scaling import (
+    Scales,
+    abs_max,
+    element_max,
+    scales_from_stat,
+    tensor_scale,
+)
 from quarch.formats._spec import (
     Format,
     GgufBlock,
@@ -133,12 +139,41 @@ def _chunked_scales(fmt: Format, stat: torch.Tensor, ts: torch.Tensor | None) ->
     blocks, so its dozen temporaries are small allocations the allocator reuses instead of
     fresh pages (measured, 1 thread, mxfp4 over 4096x4096/32 blocks: 26 ms whole, 17 ms in
     slices of 2^16; on a loaded machine)."""
-    if stat.numel() <= SCALE_CHUNK:
-        return scales_from_stat(fmt, stat, ts).contiguous()
     sb = torch.empty_like(stat)
     for i in range(0, stat.numel(), SCALE_CHUNK):
-        sb[i : i + SCALE_CHUNK] = scales_from_stat(fmt, stat[i : i + SCALE_CHUNK], ts)
+        part = stat[i : i + SCALE_CHUNK]
+        if not _float_scales_into(fmt, part, ts, sb[i : i + SCALE_CHUNK]):
+            sb[i : i + SCALE_CHUNK] = scales_from_stat(fmt, part, ts)
     return sb
+
+
+def _float_scales_into(
+    fmt: Format, stat: torch.Tensor, ts: torch.Tensor | None, dst: torch.Tensor
+) -> bool:
+    """`_scaling._float_scale` for an amax rule and a minifloat scale format that the in-place
+    nearest-even cast serves (NVFP4's e4m3), written into dst; False where it does not apply.
+
+    The reference rounds the clamped scale with the generic `_minifloat.cast` of the
+    (non-saturating) scale format; a value already within [smallest normal, max] never rounds
+    past max, so the saturating magic-add cast (`cast_rne_add_`, held bit-equal to the generic
+    cast by tests/formats/test_paths.py) gives the same value, without the generic cast's
+    dtype round trips (profiled: 40 % of nvfp4's scale time)."""
+    sf = fmt.scaling.scale_format
+    if fmt.scaling.rule is not ScaleRule.AMAX or not isinstance(sf, Minifloat):
+        return False
+    sat = dataclasses.replace(sf, saturate=True)
+    if not _minifloat.rne_add_inplace_ok(sat):
+        return False
+    torch.div(stat, element_max(fmt), out=dst)  # as _float_scale: stat / max, then / ts
+    if ts is not None:
+        dst.div_(ts)
+    dst.clamp_(min=sf.smallest_normal, max=sf.max)  # as round_scale
+    lo, hi = torch.aminmax(dst)
+    if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        return False  # a NaN block maximum: the reference's own path
+    _minifloat.cast_rne_add_(sat, dst)
+    torch.where(torch.isfinite(stat), dst, stat, out=dst)
+    return True
 
 
 @contextlib.contextmanager
