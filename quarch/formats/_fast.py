@@ -233,12 +233,10 @@ def _quantize_cpp(
             sb = scales_from_stat(fmt, amax, ts).expand(nb).contiguous()
         else:
             sb = _chunked_scales(fmt, stat, ts)
-        if ts is not None:  # as _api._scaled
-            a, mult, div = ((1.0 / ts) / sb).contiguous(), (ts * sb).contiguous(), 0
-        else:
-            a, mult, div = sb, sb, 1
     flags = torch.empty(nb, dtype=torch.uint8)
-    mod.qdq(x, stat, a, mult, out, flags, k, div, mode, qmin, qmax, elo, ehi, man, threads)
+    tsv = float(ts) if ts is not None else 1.0  # (1 / ts) / s and ts * s in the kernel
+    has_ts = int(ts is not None)
+    mod.qdq(x, stat, sb, tsv, has_ts, out, flags, k, mode, qmin, qmax, elo, ehi, man, threads)
     if bool(flags.any()):  # blocks whose scaled values may be non-finite, left untouched:
         idx = flags.nonzero().squeeze(1)
         blocks = Scales(block=sb[idx], tensor=ts)

@@ -95,24 +95,29 @@ static void mf_block(const float* xb, float* ob, int64_t k, float s, float m, fl
 // max). A mode-1 block whose largest scaled magnitude, stat op a, is not finite is left
 // untouched and flagged: rounding is monotonic, so |x| <= stat gives |x op a| <= stat op a,
 // and an unflagged block has only finite scaled values (the magic-add's domain).
-int64_t qdq(torch::Tensor x, torch::Tensor stat, torch::Tensor a, torch::Tensor mult,
-            torch::Tensor out, torch::Tensor flags, int64_t k, int64_t div, int64_t mode,
+// Per block, as _api._scaled: without a tensor scale, divide by s and multiply back by s;
+// with one (has_ts), multiply by (1 / ts) / s and back by ts * s.
+int64_t qdq(torch::Tensor x, torch::Tensor stat, torch::Tensor sb, double ts, int64_t has_ts,
+            torch::Tensor out, torch::Tensor flags, int64_t k, int64_t mode,
             double qmin, double qmax, int64_t elo, int64_t ehi, int64_t man_bits,
             int64_t threads) {
   const float* xp = x.data_ptr<float>();
   const float* tp = stat.data_ptr<float>();
-  const float* ap = a.data_ptr<float>();
-  const float* mp = mult.data_ptr<float>();
+  const float* sp = sb.data_ptr<float>();
+  const float tsf = (float)ts;  // a float32 value passed as double: exact
+  const float inv_ts = 1.0f / tsf;
+  const int64_t div = has_ts ? 0 : 1;
   float* op = out.data_ptr<float>();
   uint8_t* fp = flags.data_ptr<uint8_t>();
-  const int64_t nb = a.numel();
+  const int64_t nb = sb.numel();
   const float lo = (float)qmin, hi = (float)qmax;
   const int32_t shift = 23 - (int32_t)man_bits;
   at::parallel_for(0, nb, std::max<int64_t>(1, 16384 / k), [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
       const float* xb = xp + b * k;
       float* ob = op + b * k;
-      const float s = ap[b], m = mp[b];
+      const float s = has_ts ? inv_ts / sp[b] : sp[b];
+      const float m = has_ts ? tsf * sp[b] : sp[b];
       fp[b] = 0;
       if (mode == 0) {
         if (div) int_block<true>(xb, ob, k, s, m, lo, hi);
