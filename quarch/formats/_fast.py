@@ -12,6 +12,12 @@ are computed once over all of x, by the reference functions, before the chunks. 
 the reference functions themselves (`_compute_block_scales`, `_quantize_blocks`), so there is no
 second copy of the numerics to drift; tests hold the two paths equal on an adversarial corpus.
 
+Two backends, same bits: from CPP_MIN_ELEMENTS on, the C++ kernel of `_fast_cpp` (two passes
+over x; built in the background on first use, so until it is ready, or where it cannot be
+built, the torch chunks serve), else the torch chunks above. Both take their scales from the
+reference's `scales_from_stat` / `tensor_scale` (NVFP4's e4m3 scales through the in-place cast,
+`_float_scales_into`).
+
 Applicable (else the caller takes the reference path): float32 x with a contiguous last dim,
 scales along the last axis (per-tensor, per-channel or groups), a scale rule computed from the
 block alone (not `mse`, whose search is per block too but allocates per ratio, nor `mean`),
