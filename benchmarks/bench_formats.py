@@ -1,6 +1,6 @@
 """Speed of quarch.formats.quantize against torchao's emulation of the same format and a copy.
 
-    .venv/bin/python benchmarks/bench_formats.py [--size 4096] [--repeats 7]
+    .venv/bin/python benchmarks/bench_formats.py [--size 4096] [--repeats 7] [--out-only]
 
 A 4096×4096 float32 tensor is quantized (and dequantized: quarch's `quantize` returns the
 dequantized tensor, so every reference does the round trip too) to:
@@ -22,6 +22,12 @@ each case, since the allocator's state changes from case to case. Each time is t
 count. The table prints quarch/reference, quarch/clone and quarch/copy_ ratios (lower is
 faster) and the fraction of outputs bit-equal to the reference. No assertions: the numbers are
 for reading.
+
+A second table times the fast path, `quantize(fmt, x, out=buf)`, against `buf.copy_(x)` in the
+same process: each repeat times one copy and one quantize back to back (the order alternating),
+so load from other processes on the shared machine hits both alike; it prints the median of the
+per-repeat ratios, their spread (min-max) and whether `out` is bit-identical to `quantize(fmt, x)`
+(NaNs equal). `--out-only` skips the first table.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Callable
 
 import torch
 
-from quarch.formats import Format, quantize
+from quarch.formats import Format, _fast_cpp, quantize
 
 
 def median_time_s(fn: Callable[[], torch.Tensor], repeats: int) -> float:
@@ -135,19 +141,69 @@ def run(x: torch.Tensor, repeats: int, threads: int) -> list[tuple[str, ...]]:
     return rows
 
 
-def print_table(title: str, rows: list[tuple[str, ...]]) -> None:
-    head = (
-        "format",
-        "reference",
-        "quarch ms",
-        "ref ms",
-        "clone ms",
-        "copy_ ms",
-        "quarch/ref",
-        "quarch/clone",
-        "quarch/copy_",
-        "bit-equal",
-    )
+OUT_FORMATS = ("int4_g128", "mxfp4", "nvfp4", "fp8_e4m3_t", "fp8_e4m3_c")
+OUT_HEAD = ("format", "out= ms", "copy_ ms", "out=/copy_ median", "spread (min-max)", "bit-equal")
+
+
+def interleaved_ratios(
+    fn: Callable[[], object], copy: Callable[[], object], repeats: int
+) -> tuple[list[float], list[float], list[float]]:
+    """(fn times, copy times, per-repeat fn/copy ratios), the two timed back to back with
+    alternating order, after one warm-up of each."""
+    fn()
+    copy()
+    fn_s: list[float] = []
+    copy_s: list[float] = []
+    for i in range(repeats):
+        pair = [(fn, fn_s), (copy, copy_s)]
+        for f, acc in pair if i % 2 == 0 else pair[::-1]:
+            t0 = time.perf_counter()
+            f()
+            acc.append(time.perf_counter() - t0)
+    return fn_s, copy_s, [a / b for a, b in zip(fn_s, copy_s, strict=True)]
+
+
+def run_out(x: torch.Tensor, repeats: int, threads: int) -> list[tuple[str, ...]]:
+    torch.set_num_threads(threads)
+    # The C++ kernel builds in the background on first use (the torch path serves meanwhile);
+    # wait for it here, so the table times the steady state. QUARCH_FORMATS_CPP=0 times the
+    # torch path.
+    _fast_cpp.module(wait=True)
+    out = torch.empty_like(x)
+    rows: list[tuple[str, ...]] = []
+    for name in OUT_FORMATS:
+        fmt = Format.parse(name)
+        q = functools.partial(quantize, fmt, x, out=out)
+        q_s, c_s, ratios = interleaved_ratios(q, functools.partial(out.copy_, x), repeats)
+        eq = bit_equal_fraction(quantize(fmt, x, out=out), quantize(fmt, x))
+        rows.append(
+            (
+                name,
+                f"{statistics.median(q_s) * 1e3:.1f}",
+                f"{statistics.median(c_s) * 1e3:.1f}",
+                f"{statistics.median(ratios):.2f}",
+                f"{min(ratios):.2f}-{max(ratios):.2f}",
+                f"{eq:.6f}",
+            )
+        )
+    return rows
+
+
+HEAD = (
+    "format",
+    "reference",
+    "quarch ms",
+    "ref ms",
+    "clone ms",
+    "copy_ ms",
+    "quarch/ref",
+    "quarch/clone",
+    "quarch/copy_",
+    "bit-equal",
+)
+
+
+def print_table(title: str, rows: list[tuple[str, ...]], head: tuple[str, ...] = HEAD) -> None:
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     print(f"\n{title}")
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
@@ -159,13 +215,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out-only", action="store_true", help="only the out= vs copy_ table")
     args = ap.parse_args()
     x = torch.randn(args.size, args.size, generator=torch.Generator().manual_seed(0))
     default_threads = torch.get_num_threads()
     print(f"x: float32 [{args.size}, {args.size}], median of {args.repeats} runs")
-    for threads in (1, default_threads):
-        rows = run(x, args.repeats, threads)
-        print_table(f"{threads} thread(s)", rows)
+    for threads in sorted({1, 2, default_threads}):
+        if not args.out_only:
+            print_table(f"{threads} thread(s)", run(x, args.repeats, threads))
+        title = f"quantize(fmt, x, out=buf) vs buf.copy_(x), {threads} thread(s), interleaved"
+        print_table(title, run_out(x, args.repeats, threads), OUT_HEAD)
     torch.set_num_threads(default_threads)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from quarch.formats import _elements, _gguf, _minifloat
+from quarch.formats import _elements, _fast, _gguf, _minifloat
 from quarch.formats._blocks import block_counts, from_blocks, grid_shape, to_blocks
 from quarch.formats._scaling import (
     MSE_RATIOS,
@@ -208,19 +208,61 @@ def _check_scales(fmt: Format, s: Scales, shape: tuple[int, ...]) -> None:
         )
 
 
-def quantize(fmt: Format, x: torch.Tensor, *, scales: Scales | None = None) -> torch.Tensor:
+def _check_out(x: torch.Tensor, out: torch.Tensor) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(x.shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected x's shape {tuple(x.shape)}")
+    if out.dtype != x.dtype:
+        raise TypeError(f"out has dtype {out.dtype}, expected x's dtype {x.dtype}")
+    if out.device != x.device:
+        raise ValueError(f"out is on device {out.device}, expected x's device {x.device}")
+
+
+def quantize(
+    fmt: Format,
+    x: torch.Tensor,
+    *,
+    scales: Scales | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Quantize and dequantize `x`: same shape and dtype, every value on `fmt`'s grid.
 
     Args:
         fmt: the format (`Format.parse("mxfp4")`).
         x: a float32, bfloat16 or float16 tensor of any shape.
         scales: fixed scales from `compute_scales` (their grid must match x's), else computed.
+        out: a tensor of x's shape, dtype and device to write the result into (`out=x`
+            quantizes in place); it is returned. With it, large float32 tensors whose scales
+            run along the last dim take a chunked path (`_fast.py`) with the same bits.
     Raises:
-        TypeError: x is not a floating tensor of a supported dtype.
-        ValueError: `scales` does not fit x; for a GGUF block type, x's last dim is not a
-            multiple of the block size (32, or 256 for K-quants) or `scales` is given.
+        TypeError: x is not a floating tensor of a supported dtype; out's dtype is not x's.
+        ValueError: `scales` does not fit x; out's shape or device is not x's; for a GGUF block
+            type, x's last dim is not a multiple of the block size (32, or 256 for K-quants) or
+            `scales` is given.
     """
     _check_input(fmt, x)
+    if out is None:
+        return _quantize(fmt, x, scales)
+    _check_out(x, out)
+    if (
+        scales is None
+        and out.is_contiguous()
+        and (_same_layout(out, x) or not _shares_memory(out, x))
+        and _fast.applicable(fmt, x)
+    ):
+        grid_shape(fmt.scaling, tuple(x.shape))
+        _fast.quantize_into(fmt, x.detach(), out.detach(), _quantize_blocks, _compute_block_scales)
+        return out
+    y = _quantize(fmt, x, scales)  # fully computed before out (which may alias x) is written
+    return out.copy_(y)
+
+
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def _quantize(fmt: Format, x: torch.Tensor, scales: Scales | None) -> torch.Tensor:
     if isinstance(fmt.element, GgufBlock):
         if scales is not None:
             _refuse_gguf(fmt, "quantize with fixed scales")
@@ -239,3 +281,7 @@ def quantize(fmt: Format, x: torch.Tensor, *, scales: Scales | None = None) -> t
         _check_scales(fmt, scales, tuple(x.shape))
     yb = _quantize_blocks(fmt, xb, scales)
     return from_blocks(fmt.scaling, yb, tuple(x.shape)).to(x.dtype)
+
+
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.stride() == b.stride()
