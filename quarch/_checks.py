@@ -8,3 +8,16 @@ def check_positive_int(name: str, value: object) -> None:
     not: `batch_size=True` is a mistake, not 1)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+EXCERPT_CHARS = 40
+"""How much of a user's value an error message quotes."""
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """`repr(text)`, cut to about `limit` characters (naming the full length) when longer."""
+    head = text[: limit + 2]  # never repr a whole long string just to cut it
+    quoted = repr(head)
+    if len(head) == len(text) and len(quoted) <= limit + 2:
+        return quoted
+    return f"{quoted[:limit]}… ({len(text)} chars)"

@@ -20,25 +20,17 @@ from typing import Any
 
 import yaml
 
+from quarch._checks import EXCERPT_CHARS, excerpt
+
 MAX_YAML_BYTES = (
     2 * 2**20
 )  # 2 MiB: far above any catalog, study or config file (the largest is kBs)
 # Nodes of the fully expanded tree: a 2 MiB flow list of one-digit numbers has ~1M; files
 # quarch ships have a few thousand. A billion-laughs file needs 10^9.
 MAX_YAML_NODES = 1_000_000
-EXCERPT_CHARS = 40
 # libyaml's parser where PyYAML was built with it (about 5x faster: a 2 MiB file reads in
 # seconds, not minutes); the same safe constructor either way.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """`repr(text)`, cut to about `limit` characters (naming the full length) when longer."""
-    head = text[: limit + 2]  # never repr a whole long string just to cut it
-    quoted = repr(head)
-    if len(head) == len(text) and len(quoted) <= limit + 2:
-        return quoted
-    return f"{quoted[:limit]}… ({len(text)} chars)"
 
 
 def show(value: Any, limit: int = EXCERPT_CHARS) -> str:

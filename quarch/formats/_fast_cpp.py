@@ -24,6 +24,7 @@ import hashlib
 import os
 import platform
 import threading
+import time
 from types import ModuleType
 
 import torch
@@ -150,12 +151,33 @@ def _cpu_tag() -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()[:10]
 
 
+_STALE_LOCK_S = 600.0
+"""A build lock older than this is left by a process killed mid-build (a build takes ~30 s)."""
+
+
+def _clear_stale_lock(name: str) -> None:
+    """Remove the build lock of a process that died while building `name`.
+
+    torch's extension builder waits on a `lock` file in the build directory for as long as it
+    exists, so one left by a killed process would hang every later build."""
+    from torch.utils.cpp_extension import _get_build_directory  # no public way to ask for it
+
+    lock = os.path.join(_get_build_directory(name, verbose=False), "lock")
+    try:
+        if time.time() - os.path.getmtime(lock) > _STALE_LOCK_S:
+            os.remove(lock)
+    except OSError:  # no lock, or another process just removed it
+        pass
+
+
 def _build() -> None:
     from torch.utils.cpp_extension import load_inline
 
+    name = f"quarch_formats_fast_{_cpu_tag()}"
     try:
+        _clear_stale_lock(name)
         mod = load_inline(
-            name=f"quarch_formats_fast_{_cpu_tag()}",
+            name=name,
             cpp_sources=_SOURCE,
             functions=["block_absmax", "qdq"],
             # ATen's parallel_for is inline OpenMP: without -fopenmp it runs serially

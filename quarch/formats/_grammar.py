@@ -6,6 +6,7 @@ import dataclasses
 import re
 from typing import Any
 
+from quarch._checks import EXCERPT_CHARS, excerpt
 from quarch.formats._elements import NF4, TERNARY, codebook_from_values
 from quarch.formats._gguf_types import GGUF_TYPES
 from quarch.formats._spec import (
@@ -64,20 +65,10 @@ FIELD_LIMITS: dict[str, tuple[int, int]] = {
 MAX_FORMAT_CHARS = 4096
 MAX_CODEBOOK_VALUES = 256  # an 8-bit index
 _MAX_DIGITS = 12  # more digits than any limit above: refused before int() runs
-EXCERPT_CHARS = 40
 
 
 class _Bad(ValueError):
     pass
-
-
-def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
-    """`repr(text)`, cut to about `limit` characters (naming the full length) when longer."""
-    head = text[: limit + 2]  # never repr a whole long string just to cut it
-    quoted = repr(head)
-    if len(head) == len(text) and len(quoted) <= limit + 2:
-        return quoted
-    return f"{quoted[:limit]}… ({len(text)} chars)"
 
 
 def _fail(text: str, why: str) -> _Bad:

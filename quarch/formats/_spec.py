@@ -218,7 +218,7 @@ class Codebook:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GgufBlock:
+class GgufBlock(_UnitTop):
     """A llama.cpp GGUF block type (`q4_0`, `q4_k`, `iq4_nl`, ...): its codes, scales and
     minimums are chosen jointly per block by llama.cpp's reference algorithm (`_gguf.py`), so
     the element and the scaling are one unit. `name` is a key of `GGUF_TYPES`."""
@@ -241,14 +241,6 @@ class GgufBlock:
     def bits_per_element(self) -> float:
         """The type's real size: bytes per block × 8 / elements per block."""
         return GGUF_TYPES[self.name].bits_per_element
-
-    @property
-    def max(self) -> float:
-        return 1.0
-
-    @property
-    def emax(self) -> int:
-        return 0
 
 
 Element = Minifloat | IntElement | PowerOfTwo | Ternary | Codebook | GgufBlock
