@@ -152,7 +152,9 @@ def _print(record: dict[str, Any]) -> None:
 
 def export_verb(
     to: Annotated[str, typer.Option("--to", help="target: hf, compressed-tensors or gguf")],
-    out: Annotated[Path, typer.Option(help="checkpoint directory (gguf: a .gguf file or a directory)")],
+    out: Annotated[
+        Path, typer.Option(help="checkpoint directory (gguf: a .gguf file or a directory)")
+    ],
     model: Annotated[
         str | None, typer.Option(help="HF dir, .gguf file or cached hub id [default: SmolLM2]")
     ] = None,
