@@ -140,3 +140,47 @@ def test_rope_permute_inverts() -> None:
     assert np.array_equal(rope_permute(p, 4, inverse=True), w)
     # llama.cpp's permute: head 0's rows 0..3 (first half) and 4..7 (second half) interleave
     assert list(p[:8, 0]) == [0, 12, 3, 15, 6, 18, 9, 21]
+
+
+def test_nearest_type_uses_k_quant_where_rows_allow() -> None:
+    from quarch.export._gguf import check_format
+    from quarch.formats import Format
+
+    with pytest.raises(ValueError, match="nearest GGUF type: q4_k"):
+        check_format("w", Format.parse("int4_g128"), 512)
+    with pytest.raises(ValueError, match="nearest GGUF type: q6_k"):
+        check_format("w", Format.parse("int6_g32"), 512)
+    check_format("w", Format.parse("q6_k"), 512)  # fits: no error
+    check_format("w", Format.parse("bf16"), 64)
+
+
+def test_runtime_formats_are_listed_not_written(tmp_path: Path) -> None:
+    config = QuantConfig(
+        rules=(
+            Rule(pattern="mlp", role=Role.WEIGHT, format="q8_0"),
+            Rule(pattern="mlp", role=Role.INPUT, format="int8"),
+            Rule(pattern="self_attn", role=Role.K_CACHE, format="fp8_e4m3"),
+        ),
+    )
+    record = export_model(tiny_llama(), config, "gguf", tmp_path / "r.gguf")
+    notes = " ".join(record.not_expressed)
+    assert "linear inputs in int8" in notes and "k_cache in fp8_e4m3" in notes and "-ctk" in notes
+
+
+def test_cli_writes_gguf(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from quarch.cli import app
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("default:\n  weight: {format: q4_0}\n")
+    out = tmp_path / "out"
+    args = ["export", "--model", "tiny-llama", "--config", str(cfg), "--to", "gguf"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output)
+    assert record["out_dir"] == str(out / "model.gguf") and record["tensor_types"]["Q4_0"] == 14
+    types = {t.tensor_type.name for t in gguf.GGUFReader(str(out / "model.gguf")).tensors}
+    assert types == {"Q4_0", "F32"}
+    bad = CliRunner().invoke(app, [*args[:4], str(cfg), "--to", "ggml", "--out", str(out)])
+    assert bad.exit_code != 0 and "gguf" in bad.output
