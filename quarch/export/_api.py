@@ -8,11 +8,14 @@ Targets (`Target`):
   in a plain HF checkpoint: they are listed under `not_expressed` in `quarch_export.json`.
 - `compressed-tensors`: packed integer / float8 codes with quarch's scales, per-layer schemes and
   a KV-cache scheme (see `_ct.py`), loaded by vLLM and by transformers with `compressed-tensors`.
+- `gguf`: one GGUF file for llama.cpp (`out_dir` ending in .gguf, else out_dir/model.gguf), each
+  weight in the GGUF type of its format, bit-exact to quarch's emulation (see `_gguf.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ class Target(StrEnum):
 
     HF = "hf"
     COMPRESSED_TENSORS = "compressed-tensors"
+    GGUF = "gguf"
 
     @staticmethod
     def parse(value: str | Target) -> Target:
@@ -74,6 +78,7 @@ class ExportRecord:
     bytes_written: int = 0
     time_s: float = 0.0
     versions: Mapping[str, str] = field(default_factory=dict)
+    tensor_types: Mapping[str, int] = field(default_factory=dict)  # gguf: GGUF type -> tensors
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +94,7 @@ class ExportRecord:
             "bytes_written": self.bytes_written,
             "time_s": self.time_s,
             "versions": dict(self.versions),
+            "tensor_types": dict(self.tensor_types),
         }
 
 
@@ -153,8 +159,9 @@ def export_model(
     Args:
         loaded: a `quarch.models.LoadedModel` (model and tokenizer); the model is left unchanged.
         config: the QuantConfig (as `quarch quantize --config` applies it).
-        target: "hf" or "compressed-tensors".
-        out_dir: the checkpoint directory (created; files in it are overwritten).
+        target: "hf", "compressed-tensors" or "gguf".
+        out_dir: the checkpoint directory (created; files in it are overwritten); for gguf, the
+            .gguf file to write, or a directory to write model.gguf into.
         calib_windows: token windows for methods that need calibration (GPTQ, ...).
         progress: `progress(task, total)` returns a callback advanced once per layer written.
 
@@ -174,6 +181,8 @@ def export_model(
         require_library()
     _check_dtype(loaded.model)
     out = Path(out_dir)
+    if tgt is Target.GGUF:
+        return _export_gguf(loaded, config, out, calib_windows, progress, t0)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a directory")
     q = quantize_for_export(loaded.model, config, calib_windows=calib_windows)
@@ -199,6 +208,51 @@ def export_model(
     )
     write_sidecar(out, record.to_dict())
     return record
+
+
+def _export_gguf(
+    loaded: Any,
+    config: QuantConfig,
+    out: Path,
+    calib_windows: torch.Tensor | Sequence[torch.Tensor] | None,
+    progress: Callable[[str, int], Callable[[], None]] | None,
+    t0: float,
+) -> ExportRecord:
+    """The gguf target: one file (`out` if it ends in .gguf, else out/model.gguf) and the sidecar
+    `<file>.quarch_export.json` next to it."""
+    from quarch.export._gguf import check_plan, gguf_file, runtime_not_expressed, write_gguf
+
+    path = gguf_file(out)
+    if path.exists() and path.is_dir():
+        raise ValueError(f"--out {str(path)!r} is a directory, not a .gguf file")
+    check_plan(loaded.model, config)
+    q = quantize_for_export(loaded.model, config, calib_windows=calib_windows)
+    untie = untie_if_needed(loaded.model, q.state_dict)
+    advance = progress("writing tensors", len(q.state_dict)) if progress else None
+    written = write_gguf(loaded, q, path, untie=untie, advance=advance)
+    sidecar = path.with_name(path.name + "." + SIDECAR)
+    record = ExportRecord(
+        target=Target.GGUF,
+        out_dir=str(path),
+        source=str(getattr(loaded, "source", "")),
+        config=config.to_dict(),
+        schemes=_scheme_counts(q),
+        kv_cache=kv_formats_by_role(q.kv),
+        not_expressed=(*runtime_not_expressed(q), *written.not_expressed),
+        files=(path.name, sidecar.name),
+        bytes_written=path.stat().st_size,
+        time_s=time.perf_counter() - t0,
+        versions={**_versions(), **_gguf_version()},
+        tensor_types=dict(written.types),
+    )
+    sidecar.write_text(json.dumps(record.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return record
+
+
+def _gguf_version() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {"gguf": version("gguf")}
 
 
 def _write(

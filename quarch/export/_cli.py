@@ -2,6 +2,7 @@
 
     quarch export --model M --config CFG.yaml --to compressed-tensors --out DIR
     quarch export --front STUDY_DIR --point NAME --to hf --out DIR
+    quarch export --config CFG.yaml --to gguf --out model.gguf
 
 The design is a QuantConfig file, or a point of a finished `quarch explore` (its config file
 under STUDY_DIR/configs/, its model the study's unless --model names another). The verb parses
@@ -137,6 +138,8 @@ def _print(record: dict[str, Any]) -> None:
     )
     for scheme, n in record["schemes"].items():
         console.print(f"  {n:4d} × {escape(scheme)}")
+    for gtype, n in record.get("tensor_types", {}).items():
+        console.print(f"  {n:4d} tensors {escape(gtype)}")
     for role, counts in record["kv_cache"].items():
         quantized = {f: n for f, n in counts.items() if f != "float"}
         if quantized:
@@ -148,8 +151,10 @@ def _print(record: dict[str, Any]) -> None:
 
 
 def export_verb(
-    to: Annotated[str, typer.Option("--to", help="target: hf or compressed-tensors")],
-    out: Annotated[Path, typer.Option(help="checkpoint directory to write")],
+    to: Annotated[str, typer.Option("--to", help="target: hf, compressed-tensors or gguf")],
+    out: Annotated[
+        Path, typer.Option(help="checkpoint directory (gguf: a .gguf file or a directory)")
+    ],
     model: Annotated[
         str | None, typer.Option(help="HF dir, .gguf file or cached hub id [default: SmolLM2]")
     ] = None,

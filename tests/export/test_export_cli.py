@@ -68,7 +68,7 @@ def test_export_bad_input_is_one_error_line(tmp_path: Path, tiny_dir: Path) -> N
     cfg.write_text("default:\n  weight: {format: nf4}\n")
     cases = [
         (["--config", str(cfg), "--to", "compressed-tensors"], "nearest supported: int4_g64"),
-        (["--config", str(cfg), "--to", "gguf"], "unknown export target 'gguf'"),
+        (["--config", str(cfg), "--to", "ggml"], "unknown export target 'ggml'"),
         (["--to", "hf"], "give --config FILE, or --front"),
         (["--config", str(cfg), "--point", "x", "--to", "hf"], "--point is for --front"),
         (["--front", str(tmp_path), "--point", "x", "--to", "hf"], "no finished study"),
