@@ -62,7 +62,7 @@ def gguf_file(out: Path) -> Path:
 
 def _nearest_block(fmt: Format, row_length: int) -> str:
     """The GGUF type nearest to a format that has none (by element bits and group size)."""
-    from quarch.formats._presets import GGUF_FORMATS
+    from quarch.formats import GGUF_FORMATS
 
     bits = getattr(fmt.element, "bits", None)
     block = fmt.scaling.block[-1] if fmt.scaling.block else 0
