@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from quarch.formats import Format, _fast, _fast_cpp, quantize
-from tests.formats._util import assert_same_bits
+from ._util import assert_same_bits
 
 FAST_FORMATS = [
     "int4_g128",
