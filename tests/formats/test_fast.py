@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from quarch.formats import Format, _fast, _fast_cpp, quantize
+
 from ._util import assert_same_bits
 
 FAST_FORMATS = [
