@@ -20,6 +20,7 @@ SEQLEN, WINDOWS = 256, 4
 @pytest.mark.slow
 def test_smollm2_mixed_gguf_round_trip_and_perplexity(tmp_path: Path) -> None:
     gguf = pytest.importorskip("gguf")
+    from test_export_gguf import hf_to_gguf_names, read_back  # tests/export is on sys.path
     from transformers import AutoModelForCausalLM
 
     from quarch.eval import perplexity, select_text
@@ -27,7 +28,6 @@ def test_smollm2_mixed_gguf_round_trip_and_perplexity(tmp_path: Path) -> None:
     from quarch.export._collect import quantize_for_export
     from quarch.models import load_model, shipped_gguf_path
     from quarch.quant import QuantConfig, Role, Rule, apply_config
-    from tests.export.test_export_gguf import hf_to_gguf_names, read_back
 
     config = QuantConfig(
         rules=(
