@@ -224,9 +224,15 @@ class QuantConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @staticmethod
-    def from_yaml(text: str) -> QuantConfig:
-        """A config from YAML text, read by quarch's bounded safe reader."""
-        return QuantConfig.from_dict(_yaml_mapping(text))
+    def from_yaml(text: str, *, where: str = "QuantConfig") -> QuantConfig:
+        """A config from YAML text, read by quarch's bounded safe reader (errors name `where`)."""
+        from quarch._yaml import load_yaml_text
+
+        data = load_yaml_text(text, where=where)
+        try:
+            return QuantConfig.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{where}: {err}") from None
 
     @staticmethod
     def load(path: str) -> QuantConfig:
@@ -234,22 +240,12 @@ class QuantConfig:
         from quarch._yaml import read_text_file
 
         text = read_text_file(path, where=f"cannot read the QuantConfig file {path!r}")
+        if not path.endswith(".json"):
+            return QuantConfig.from_yaml(text, where=path)
         try:
-            if path.endswith(".json"):
-                return QuantConfig.from_json(text)
-            return QuantConfig.from_yaml(text)
+            return QuantConfig.from_json(text)
         except (ValueError, TypeError) as err:
             raise type(err)(f"{path}: {err}") from None
-
-
-def _yaml_mapping(text: str) -> Any:
-    from quarch._yaml import load_yaml_text
-
-    # the reader's errors start with `where`: "not valid YAML (line L, column C): reason"
-    try:
-        return load_yaml_text(text, where="QuantConfig")
-    except ValueError as err:
-        raise ValueError(str(err).removeprefix("QuantConfig: ")) from None
 
 
 def _role(value: Any) -> Role:
