@@ -10,8 +10,9 @@ plain-data modules, so a reader of a finished study (`quarch report`) never load
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from quarch._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from quarch.search._accuracy import AccuracyLab, Measured
@@ -129,18 +130,7 @@ _LAZY: dict[str, str] = {
     "study_to_dict": "quarch.search._study",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'quarch.search' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
