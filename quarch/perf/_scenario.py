@@ -125,6 +125,11 @@ class Scenario:
                 return table[key]
         return self.weight_format
 
+    def counts(self) -> dict[str, int]:
+        """The request and parallelism counts by field name (every field but the formats):
+        what a named serving scenario of a study sets."""
+        return {name: getattr(self, name) for name in _COUNT_FIELDS}
+
 
 _COUNT_FIELDS = ("batch", "prompt_len", "output_len", "tp", "pp", "ep", "dp")
 _hashed_values = attrgetter(*(f.name for f in fields(Scenario) if f.compare))

@@ -45,9 +45,9 @@ accuracy:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from quarch._yaml import load_yaml_file
 from quarch.search._fields import Fields, check_float, check_int
 from quarch.search._study import (
     FLOAT,
+    SERVING,
     AccuracySettings,
     Constraints,
     GroupSpec,
@@ -288,24 +289,17 @@ def _scenarios(data: object) -> tuple[ScenarioSpec, ...]:
         name = f.take_str("name", "serve" if len(data) == 1 else f"s{i}")
         if "@" in name:
             raise ValueError(f"scenarios[{i}].name: must not contain '@', got {name!r}")
-        values = {k: f.take_int(k, d) for k, d in _SCENARIO_DEFAULTS.items()}
+        values: dict[str, Any] = {k: f.take_int(k, d) for k, d in SERVING.counts().items()}
         f.done()
-        spec = ScenarioSpec(name=name, **values)
-        from quarch.perf import Scenario
-
         try:
-            Scenario(**values)  # type: ignore[arg-type]
+            serving = dataclasses.replace(SERVING, **values)
         except ValueError as err:
             raise ValueError(f"scenarios[{i}]: {err}") from None
-        out.append(spec)
+        out.append(ScenarioSpec(name=name, serving=serving))
     names = [s.name for s in out]
     if len(set(names)) != len(names):
         raise ValueError(f"scenarios: duplicate names in {names}")
     return tuple(out)
-
-
-_SCENARIO_DEFAULTS = {f.name: f.default for f in fields(ScenarioSpec) if f.name != "name"}
-"""The serving fields a scenario may set, with their defaults (ScenarioSpec's own)."""
 
 
 def _methods(values: list[Any], where: str) -> tuple[MethodVariant, ...]:

@@ -35,7 +35,7 @@ from typing import Any
 
 from quarch.hardware import Hardware, load_hardware
 from quarch.models import ModelSpec
-from quarch.perf import LayerPlan, Plan, Prediction, Scenario, predict
+from quarch.perf import LayerPlan, Plan, Prediction, predict
 from quarch.search._layout import MLP
 from quarch.search._space import HW_DEVICE, Design, DesignSpace
 from quarch.search._study import FLOAT, ScenarioSpec, template_hardware
@@ -65,13 +65,6 @@ class PerfMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def scenario_of(s: ScenarioSpec, **formats: Any) -> Scenario:
-    """The perf model's scenario for a named serving scenario (every field but its name) at
-    `formats` (`weight_format=`, `act_format=`, ...)."""
-    serving = {k: v for k, v in s.__dict__.items() if k != "name"}
-    return Scenario(**serving, **formats)
 
 
 def metrics_of(p: Prediction, hw: Hardware) -> PerfMetrics:
@@ -125,7 +118,7 @@ class PerfModel:
         self._layer_plans: dict[tuple[str, str, str, str], LayerPlan] = {}
         serving = space.serving_dtype
         self._scenarios = {
-            s.name: scenario_of(s, weight_format=serving, act_format=serving, kv_format=serving)
+            s.name: replace(s.serving, weight_format=serving, act_format=serving, kv_format=serving)
             for s in scenarios
         }
         ref = self.reference_hardware()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from quarch.perf import Scenario
 from quarch.search._metrics import Metric
 
 FLOAT = "float"
@@ -42,18 +43,17 @@ class Objective:
         return self.metric.value if self.scenario is None else f"{self.metric}@{self.scenario}"
 
 
+SERVING = Scenario(batch=8, prompt_len=512, output_len=128)
+"""A study scenario's counts where its YAML leaves them out."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScenarioSpec:
-    """A named serving scenario (see `quarch.perf.Scenario`; formats come from the design)."""
+    """A named serving scenario: perf's `Scenario`, whose counts (batch, lengths, parallelism)
+    the study sets; its formats are replaced by each design's (`search._perf`)."""
 
     name: str
-    batch: int = 8
-    prompt_len: int = 512
-    output_len: int = 128
-    tp: int = 1
-    pp: int = 1
-    ep: int = 1
-    dp: int = 1
+    serving: Scenario = SERVING
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,7 +239,7 @@ def study_to_dict(spec: StudySpec) -> dict[str, Any]:
         "model_spec": spec.model_spec,
         "serving_dtype": spec.serving_dtype,
         "hardware": hw,
-        "scenarios": [dict(s.__dict__) for s in spec.scenarios],
+        "scenarios": [{"name": s.name, **s.serving.counts()} for s in spec.scenarios],
         "space": {
             "groups": space.groups
             if isinstance(space.groups, int)
