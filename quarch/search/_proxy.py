@@ -149,14 +149,7 @@ class ProxyTable:
     # ---- files ----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "meta": self.meta,
-            "base_nll": self.base_nll,
-            "eval_float_nll": self.eval_float_nll,
-            "alpha": self.alpha,
-            "signal": self.signal,
-            "entries": [dict(e.__dict__) for e in self.entries.values()],
-        }
+        return {**self.__dict__, "entries": [dict(e.__dict__) for e in self.entries.values()]}
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> ProxyTable:

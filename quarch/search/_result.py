@@ -215,21 +215,14 @@ class StudyResult:
     # ---- files ------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field but `out_dir` (tuples stay tuples; JSON writes them as lists), the
+        nested records as their own `to_dict`, and the metric registry for other readers."""
+        out = {k: v for k, v in self.__dict__.items() if k != "out_dir"}
         return {
-            "schema_version": self.schema_version,
-            "study": self.study,
-            "model_name": self.model_name,
-            "num_layers": self.num_layers,
-            "trials": self.trials,
+            **out,
             "points": [p.to_dict() for p in self.points],
-            "front": list(self.front),
-            "proxy_front": list(self.proxy_front),
-            "proxy_error": dict(self.proxy_error),
-            "eval_info": self.eval_info,
             "sensitivity": self.sensitivity.to_dict(),
             "hardware": {k: h.to_dict() for k, h in self.hardware.items()},
-            "formats": {k: list(v) for k, v in self.formats.items()},
-            "timings": dict(self.timings),
             # for other readers of the file: what each metric key means (not read back; the
             # registry in `_metrics` is the one declaration)
             "metrics": {
