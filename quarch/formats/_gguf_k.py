@@ -108,6 +108,30 @@ def _requantize_with_min(
     return torch.where(live.unsqueeze(-1), new, codes)
 
 
+def _with_min_codes(
+    xb: torch.Tensor,
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    nmax: int,
+    d: torch.Tensor,
+    dmin: torch.Tensor,
+    sc: torch.Tensor,
+    mn: torch.Tensor,
+) -> GgufCodes:
+    """The codes of a type with sub-block minimums (Q2_K, Q4_K, Q5_K), requantized against the
+    sub-scales `d·sc` and sub-minimums `dmin·mn` as stored, the way ggml-quants.c finishes."""
+    d_sub = d.to(F32).unsqueeze(-1) * sc.to(F32)
+    dm_sub = dmin.to(F32).unsqueeze(-1) * mn.to(F32)
+    codes = _requantize_with_min(x, d_sub, dm_sub, codes, nmax)
+    return GgufCodes(
+        q=codes.reshape(xb.shape).to(torch.int32),
+        d=d,
+        dmin=dmin,
+        sc=sc.to(torch.int32),
+        mn=mn.to(torch.int32),
+    )
+
+
 def _kx_with_min(xb: torch.Tensor, nmax: int, rmin: float, nstep: int) -> GgufCodes:
     """quantize_row_q4_K_ref (nmax 15, rmin -1, 20 steps) and q5_K (31, -0.5, 15): 8 sub-blocks
     of 32, weights av_x + |x|, 6-bit sub-scales and sub-mins under fp16 d and dmin."""
@@ -121,16 +145,7 @@ def _kx_with_min(xb: torch.Tensor, nmax: int, rmin: float, nstep: int) -> GgufCo
     lm = _as_u8(nearest_int(inv_m.unsqueeze(-1) * mins)).clamp(max=63)
     d = (max_scale / 63.0).to(torch.float16)
     dmin = (max_min / 63.0).to(torch.float16)
-    d_sub = d.to(F32).unsqueeze(-1) * ls.to(F32)
-    dm_sub = dmin.to(F32).unsqueeze(-1) * lm.to(F32)
-    codes = _requantize_with_min(x, d_sub, dm_sub, codes, nmax)
-    return GgufCodes(
-        q=codes.reshape(xb.shape).to(torch.int32),
-        d=d,
-        dmin=dmin,
-        sc=ls.to(torch.int32),
-        mn=lm.to(torch.int32),
-    )
+    return _with_min_codes(xb, x, codes, nmax, d, dmin, ls, lm)
 
 
 def _q2_k(xb: torch.Tensor) -> GgufCodes:
@@ -148,16 +163,7 @@ def _q2_k(xb: torch.Tensor) -> GgufCodes:
     sc, mn = byte & 0xF, byte >> 4
     d = torch.where(live_s, max_scale / 15.0, torch.zeros_like(max_scale)).to(torch.float16)
     dmin = torch.where(live_m, max_min / 15.0, torch.zeros_like(max_min)).to(torch.float16)
-    d_sub = d.to(F32).unsqueeze(-1) * sc.to(F32)
-    dm_sub = dmin.to(F32).unsqueeze(-1) * mn.to(F32)
-    codes = _requantize_with_min(x, d_sub, dm_sub, codes, 3)
-    return GgufCodes(
-        q=codes.reshape(xb.shape).to(torch.int32),
-        d=d,
-        dmin=dmin,
-        sc=sc.to(torch.int32),
-        mn=mn.to(torch.int32),
-    )
+    return _with_min_codes(xb, x, codes, 3, d, dmin, sc, mn)
 
 
 # ---- make_qx_quants (Q6_K) and make_q3_quants (Q3_K): symmetric sub-blocks ---------------------

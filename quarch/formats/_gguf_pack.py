@@ -13,6 +13,7 @@ The result has gguf's shape: the last dim becomes n / block × bytes per block.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import gguf
 import numpy as np
@@ -65,13 +66,20 @@ def _q8_0(c: GgufCodes) -> np.ndarray:
     return np.concatenate([_half(c.d.numpy(), tuple(q.shape[:-1])), _u8(q.astype(np.int8))], -1)
 
 
+_LEGACY: dict[str, tuple[bool, bool]] = {
+    "q4_0": (False, False),
+    "iq4_nl": (False, False),
+    "q4_1": (True, False),
+    "q5_0": (False, True),
+    "q5_1": (True, True),
+}
+"""The 32-element legacy types by what their block holds beside d and the nibbles: (a minimum
+m, the fifth bits qh), as in ggml-common.h's `block_q4_1`, `block_q5_0`, `block_q5_1`;
+packing and unpacking both read it."""
+
 PACKERS: dict[str, Callable[[GgufCodes], np.ndarray]] = {
     "q8_0": _q8_0,
-    "q4_0": _legacy,
-    "iq4_nl": _legacy,
-    "q4_1": lambda c: _legacy(c, with_min=True),
-    "q5_0": lambda c: _legacy(c, fifth_bit=True),
-    "q5_1": lambda c: _legacy(c, with_min=True, fifth_bit=True),
+    **{name: partial(_legacy, with_min=m, fifth_bit=f) for name, (m, f) in _LEGACY.items()},
     **K_PACKERS,
 }
 
@@ -106,11 +114,7 @@ def _unpack_q8_0(b: np.ndarray) -> GgufCodes:
 
 UNPACKERS: dict[str, Callable[[np.ndarray], GgufCodes]] = {
     "q8_0": _unpack_q8_0,
-    "q4_0": _unpack_legacy,
-    "iq4_nl": _unpack_legacy,
-    "q4_1": lambda b: _unpack_legacy(b, with_min=True),
-    "q5_0": lambda b: _unpack_legacy(b, fifth_bit=True),
-    "q5_1": lambda b: _unpack_legacy(b, with_min=True, fifth_bit=True),
+    **{name: partial(_unpack_legacy, with_min=m, fifth_bit=f) for name, (m, f) in _LEGACY.items()},
     **K_UNPACKERS,
 }
 
