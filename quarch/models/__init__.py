@@ -37,32 +37,36 @@ if TYPE_CHECKING:
         unfuse_experts,
     )
 
-_LAZY: dict[str, str] = {
-    "SUPPORTED_FAMILIES": "quarch.models._config",
-    "TINY_MODELS": "quarch.models._tiny",
-    "LayerGroup": "quarch.models._spec",
-    "LinearExperts": "quarch.models._tiny",
-    "LoadedModel": "quarch.models._load",
-    "MLASpec": "quarch.models._spec",
-    "MoESpec": "quarch.models._spec",
-    "ModelKind": "quarch.models._load",
-    "ModelSpec": "quarch.models._spec",
-    "WeightFile": "quarch.models._tensors",
-    "byte_tokenizer": "quarch.models._load",
-    "count_weight_tensors": "quarch.models._tensors",
-    "decoder_blocks": "quarch.models._blocks",
-    "iter_weight_tensors": "quarch.models._tensors",
-    "list_models": "quarch.models._config",
-    "load_model": "quarch.models._load",
-    "load_model_spec": "quarch.models._config",
-    "open_weight_file": "quarch.models._tensors",
-    "shipped_gguf_path": "quarch.models._shipped",
-    "spec_from_dict": "quarch.models._config",
-    "spec_from_hf_config": "quarch.models._config",
-    "tiny_llama": "quarch.models._tiny",
-    "tiny_model": "quarch.models._tiny",
-    "unfuse_experts": "quarch.models._tiny",
+_HOMES: dict[str, tuple[str, ...]] = {
+    "quarch.models._blocks": ("decoder_blocks",),
+    "quarch.models._config": (
+        "SUPPORTED_FAMILIES",
+        "list_models",
+        "load_model_spec",
+        "spec_from_dict",
+        "spec_from_hf_config",
+    ),
+    "quarch.models._load": ("LoadedModel", "ModelKind", "byte_tokenizer", "load_model"),
+    "quarch.models._shipped": ("shipped_gguf_path",),
+    "quarch.models._spec": ("LayerGroup", "MLASpec", "MoESpec", "ModelSpec"),
+    "quarch.models._tensors": (
+        "WeightFile",
+        "count_weight_tensors",
+        "iter_weight_tensors",
+        "open_weight_file",
+    ),
+    "quarch.models._tiny": (
+        "TINY_MODELS",
+        "LinearExperts",
+        "tiny_llama",
+        "tiny_model",
+        "unfuse_experts",
+    ),
 }
+"""Each private module and the public names it defines (torch loads with `_load`, `_tensors`
+and `_tiny` only)."""
+
+_LAZY = {name: module for module, names in _HOMES.items() for name in names}
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
