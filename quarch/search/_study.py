@@ -9,7 +9,7 @@ every field with its default.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -234,10 +234,7 @@ def study_to_dict(spec: StudySpec) -> dict[str, Any]:
         hw["devices"] = list(spec.hardware.devices)
     space = spec.space
     return {
-        "name": spec.name,
-        "model": spec.model,
-        "model_spec": spec.model_spec,
-        "serving_dtype": spec.serving_dtype,
+        **{f.name: getattr(spec, f.name) for f in fields(spec)},  # the plain ones as they are
         "hardware": hw,
         "scenarios": [{"name": s.name, **s.serving.counts()} for s in spec.scenarios],
         "space": {
