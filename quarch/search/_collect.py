@@ -14,7 +14,6 @@ from quarch.search._result import (
     Sensitivity,
     StudyResult,
 )
-from quarch.search._study import FLOAT
 
 if TYPE_CHECKING:
     from quarch.search._explore import Point
@@ -97,16 +96,11 @@ def _hardware_facts(hw: Any) -> HardwareFacts:
 
 def _formats(space: DesignSpace) -> dict[str, tuple[str, float]]:
     """Every choice of the space: the format its tensor is stored in, and its bits."""
-    from quarch.formats import Format
-
     out: dict[str, tuple[str, float]] = {}
     for g in space.groups:
-        for choice in g.weight:
-            fmt = str(space.options[choice].format or space.serving_dtype)
-            out.setdefault(choice, (fmt, float(Format.parse(fmt).bits_per_element)))
-        for choice in (*g.act, *g.kv):
-            fmt = str(space.serving_dtype if choice == FLOAT else choice)
-            out.setdefault(choice, (fmt, float(Format.parse(fmt).bits_per_element)))
+        for choice in (*g.weight, *g.act, *g.kv):
+            fmt = space.formats[choice]
+            out.setdefault(choice, (str(fmt), float(fmt.bits_per_element)))
     return out
 
 

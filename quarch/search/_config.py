@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from quarch.quant import QuantConfig, Role, Rule
 from quarch.search._layout import ATTN, MLP, PARTS
 from quarch.search._space import Design, DesignSpace, WeightOption
 from quarch.search._study import FLOAT
+
+if TYPE_CHECKING:
+    from quarch.formats import Format
 
 
 def _layers_regex(prefix: str, layers: tuple[int, ...]) -> str:
@@ -47,7 +51,7 @@ def design_config(space: DesignSpace, design: Design, *, seed: int = 0) -> Quant
                 Rule(
                     pattern=pattern,
                     role=Role.WEIGHT,
-                    format=opt.format,
+                    format=str(opt.format),
                     method=opt.method.name,
                     params=dict(opt.method.params),
                 )
@@ -63,16 +67,13 @@ def design_config(space: DesignSpace, design: Design, *, seed: int = 0) -> Quant
 
 
 @lru_cache(maxsize=4096)
-def option_bits(option: WeightOption, shape: tuple[int, int], serving_dtype: str) -> float:
+def option_bits(option: WeightOption, shape: tuple[int, int], serving: Format) -> float:
     """Storage bits of one `[out, in]` weight under an option: elements, scales, zero-points,
     and the extra weights its method declares (LQER's factors A `[in, r]`, B `[r, out]` at
-    their format). Float: the serving dtype."""
-    from quarch.formats import Format
-
-    numel = shape[0] * shape[1]
+    their format). Float: the `serving` format."""
     if option.format is None:
-        return float(Format.parse(serving_dtype).bits_per_element) * numel
-    bits = float(Format.parse(option.format).storage_bits(shape))
+        return float(serving.bits_per_element) * shape[0] * shape[1]
+    bits = float(option.format.storage_bits(shape))
     overhead = option.overhead
     if overhead is not None:
         bits += overhead.weight_bytes(shape[1], shape[0]) * 8
@@ -84,6 +85,7 @@ def bits_per_weight(space: DesignSpace, design: Design) -> float:
     not searched and not counted, as in `QuantReport.bits_per_weight`)."""
     total_bits = 0.0
     total = 0
+    serving = space.formats[FLOAT]
     for g in space.groups:
         for part in PARTS:
             opt = space.weight_option(design, g.name, part)
@@ -91,6 +93,6 @@ def bits_per_weight(space: DesignSpace, design: Design) -> float:
                 for li in space.layout.linears[layer]:
                     if li.part != part:
                         continue
-                    total_bits += option_bits(opt, li.shape, space.serving_dtype)
+                    total_bits += option_bits(opt, li.shape, serving)
                     total += li.numel
     return total_bits / total

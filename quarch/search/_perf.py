@@ -184,8 +184,8 @@ def _layer_plan(
     wa, wm, act, kv = row
     opts, fmt = space.options, space.perf_format
     return LayerPlan(
-        attn=fmt(opts[wa].format or "float"),
-        mlp=fmt(opts[wm].format or "float"),
+        attn=fmt(wa),
+        mlp=fmt(wm),
         router=router,
         act=fmt(act),
         kv=fmt(kv),

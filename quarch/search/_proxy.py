@@ -269,7 +269,7 @@ def _slot_config(
         rule = Rule(
             pattern=pats[part] if part in (ATTN, MLP) else pats["both"],
             role=Role.WEIGHT,
-            format=opt.format,
+            format=str(opt.format),
             method=opt.method.name,
             params=dict(opt.method.params),
         )

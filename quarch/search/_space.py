@@ -35,6 +35,7 @@ from quarch.search._study import (
 )
 
 if TYPE_CHECKING:
+    from quarch.formats import Format
     from quarch.perf import Overhead
 
 HW_DEVICE = "hw.device"
@@ -42,11 +43,15 @@ HW_DEVICE = "hw.device"
 
 @dataclass(frozen=True, kw_only=True)
 class WeightOption:
-    """A weight choice: a format (None: float) and a method."""
+    """A weight choice: a format (None: float) and a method; hashed by its label, which names
+    it uniquely in a space."""
 
     label: str
-    format: str | None
+    format: Format | None
     method: MethodVariant = field(default_factory=lambda: MethodVariant(name="rtn"))
+
+    def __hash__(self) -> int:
+        return hash(self.label)
 
     @property
     def overhead(self) -> Overhead | None:
@@ -125,7 +130,8 @@ def _weight_labels(
         for m in variants:
             f = None if fmt == FLOAT else fmt
             label = option_label(f, m)
-            options.setdefault(label, WeightOption(label=label, format=f, method=m))
+            parsed = None if f is None else _parse_format(f)
+            options.setdefault(label, WeightOption(label=label, format=parsed, method=m))
             labels.append(label)
     return tuple(labels)
 
@@ -260,9 +266,20 @@ class DesignSpace:
             return {"device": design[HW_DEVICE]}
         return {p.name: design[f"hw.{p.name}"] for p in self.hardware.template}
 
+    @cached_property
+    def formats(self) -> dict[str, Format]:
+        """Every choice's stored format, parsed once: a weight option's (by label), an
+        activation or KV choice's; float: the serving dtype."""
+        out = {FLOAT: _parse_format(self.serving_dtype)}
+        out.update((k, o.format) for k, o in self.options.items() if o.format is not None)
+        for g in self.groups:
+            out.update((c, _parse_format(c)) for c in (*g.act, *g.kv) if c not in out)
+        return out
+
     def perf_format(self, choice: str) -> str:
-        """The format the performance model prices a choice at (float: the serving dtype)."""
-        return self.serving_dtype if choice == FLOAT else choice
+        """The format name the performance model prices a choice at (float: the serving dtype;
+        a weight option: its format)."""
+        return str(self.formats[choice])
 
     def layer_choices(self, design: Design) -> list[tuple[str, str, str, str]]:
         """Per layer: (attention weight option, MLP weight option, act choice, KV choice)."""
@@ -341,6 +358,13 @@ def build_space(study: StudySpec, layout: ModelLayout) -> DesignSpace:
         hardware=study.hardware,
         serving_dtype=study.serving_dtype,
     )
+
+
+def _parse_format(name: str) -> Format:
+    """A study's format name (checked when the study was read) as a `Format`."""
+    from quarch.formats import Format
+
+    return Format.parse(name)
 
 
 def template_reference(params: Sequence[TemplateParam]) -> dict[str, Any]:
