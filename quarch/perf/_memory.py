@@ -40,7 +40,7 @@ from quarch.perf._graph import prefill_ops
 from quarch.perf._linears import expert_tp_size, part_linears
 from quarch.perf._ops import OpKind
 from quarch.perf._plan import Plan, check_plan
-from quarch.perf._scenario import Scenario, bits_per_element, check_scenario
+from quarch.perf._scenario import Scenario, bits_per_element, check_scenario, element_bits
 
 _FP32_LOGIT_BYTES = 4
 
@@ -68,13 +68,6 @@ class MemoryBreakdown:
     def total_bytes(self) -> float:
         """Weights + KV cache + activations."""
         return self.weight_bytes + self.kv_cache_bytes + self.activation_bytes
-
-
-@lru_cache(maxsize=512)
-def _element_bits(fmt: str) -> float:
-    from quarch.formats import Format
-
-    return float(Format.parse(fmt).element_bits)
 
 
 def stage_layers(num_layers: int, pp: int) -> list[range]:
@@ -170,7 +163,7 @@ def _stage_weights(
         nonlocal total, scale
         bits = bits_per_element(fmt)
         total += elements * bits / 8
-        scale += elements * (bits - _element_bits(fmt)) / 8
+        scale += elements * (bits - element_bits(fmt)) / 8
 
     for block, count in _stage_blocks(spec, scenario, plan, stage):
         s, group = block.scenario, block.group.name

@@ -51,7 +51,7 @@ from quarch.perf._efficiency import (
     matmul_fraction_for,
 )
 from quarch.perf._ops import CommKind, Op, OpKind
-from quarch.perf._scenario import bits_per_element
+from quarch.perf._scenario import bits_per_element, element_bits, format_of
 
 
 class Bound(StrEnum):
@@ -93,9 +93,9 @@ def format_family(fmt: str) -> str | None:
     Raises:
         ValueError: `fmt` is not a valid format string.
     """
-    from quarch.formats import Format, IntElement, Minifloat
+    from quarch.formats import IntElement, Minifloat
 
-    el = Format.parse(fmt).element
+    el = format_of(fmt).element
     if isinstance(el, Minifloat):
         named = {
             (8, 7): "bf16",
@@ -115,9 +115,9 @@ def format_family(fmt: str) -> str | None:
 @lru_cache(maxsize=1024)
 def _group_along_k(fmt: str) -> int | None:
     """Elements per scale along the reduction dimension for group/block-scaled formats."""
-    from quarch.formats import Format, ScalingKind
+    from quarch.formats import ScalingKind
 
-    scaling = Format.parse(fmt).scaling
+    scaling = format_of(fmt).scaling
     if scaling.kind is ScalingKind.GROUP or scaling.kind is ScalingKind.BLOCK2D:
         return scaling.block[-1]
     return None
@@ -142,14 +142,7 @@ class RatePlan:
 
 
 def _width(family: str | None, fmt: str) -> float:
-    return FAMILY_BITS[family] if family is not None else _element_bits(fmt)
-
-
-@lru_cache(maxsize=1024)
-def _element_bits(fmt: str) -> float:
-    from quarch.formats import Format
-
-    return float(Format.parse(fmt).element_bits)
+    return FAMILY_BITS[family] if family is not None else element_bits(fmt)
 
 
 def _compute_family(hw: Hardware, family: str | None, width: float) -> str:

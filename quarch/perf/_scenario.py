@@ -33,10 +33,25 @@ from typing import TYPE_CHECKING
 from quarch._checks import check_positive_int
 
 if TYPE_CHECKING:
+    from quarch.formats import Format
     from quarch.models import ModelSpec
 
 ROLES = ("embedding", "attn", "mlp", "router", "experts", "shared_experts", "lm_head")
 """Weight roles a `weight_overrides` key may name."""
+
+
+@lru_cache(maxsize=256)
+def format_of(fmt: str) -> Format:
+    """The `Format` a format string names: perf's one parse, cached per string. Scenarios, plans
+    and ops carry format names (plain, hashable data that keys perf's caches and prints in op
+    tables); what perf needs of a format is read through here.
+
+    Raises:
+        ValueError: `fmt` is not a valid format string.
+    """
+    from quarch.formats import Format  # deferred: keeps `import quarch.perf` light
+
+    return Format.parse(fmt)
 
 
 @lru_cache(maxsize=256)
@@ -46,9 +61,13 @@ def bits_per_element(fmt: str) -> float:
     Raises:
         ValueError: `fmt` is not a valid format string.
     """
-    from quarch.formats import Format  # deferred: keeps `import quarch.perf` light
+    return float(format_of(fmt).bits_per_element)
 
-    return float(Format.parse(fmt).bits_per_element)
+
+@lru_cache(maxsize=256)
+def element_bits(fmt: str) -> float:
+    """Bits of one element of format `fmt` alone, without its scales (cached)."""
+    return float(format_of(fmt).element_bits)
 
 
 @dataclass(frozen=True, kw_only=True)
