@@ -38,11 +38,11 @@ from quarch.perf import (
     OpKind,
     Prediction,
     Scenario,
-    efficiency_for,
     load_engine,
     op_time,
     predict,
 )
+from quarch.perf._bands import band_for
 
 # --- predicting ------------------------------------------------------------------------------
 
@@ -154,7 +154,8 @@ def predict_row(row: PublishedRow) -> PublishedResult:
     hw = load_hardware(row.device)
     if row.kind == "kernel":
         t = op_time(kernel_op(row), hw)
-        return PublishedResult(row=row, predicted=t.time_s, band=efficiency_for(hw).band)
+        kb = band_for(hw, "ideal", "kernel")
+        return PublishedResult(row=row, predicted=t.time_s, band=(kb.low, kb.high))
     spec = load_model_spec(row.model or "")
     engine = engine_for(row)
     if row.batch is None:
@@ -163,8 +164,9 @@ def predict_row(row: PublishedRow) -> PublishedResult:
         )
     else:
         pred = predict(spec, hw, scenario_for(row), engine=engine)
+    band = pred.band if row.is_time else pred.throughput_band
     return PublishedResult(
-        row=row, predicted=_metric(pred, row.metric), band=pred.band, batch=pred.scenario.batch
+        row=row, predicted=_metric(pred, row.metric), band=band, batch=pred.scenario.batch
     )
 
 
@@ -406,6 +408,25 @@ def print_published(report: PublishedReport) -> None:
             f"{s.band_coverage:.0%}",
         )
     console.print(summary)
+    for line in coverage_lines(report):
+        console.print(line)
+
+
+def coverage_lines(report: PublishedReport) -> list[str]:
+    """One line per split present: how many measured values lie inside the printed band."""
+    lines = []
+    for split in SPLITS:
+        rows = [r for r in report.results if r.row.split == split]
+        if not rows:
+            continue
+        inside = sum(r.in_band for r in rows)
+        what = "never used to derive it" if split == "holdout" else "in-sample: the band's own rows"
+        lines.append(
+            f"band coverage on {split} rows: {inside}/{len(rows)} = {inside / len(rows):.0%} "
+            f"(band: 10th-90th percentile of fit residuals per architecture and metric family, "
+            f"nominal 80 %; {what})"
+        )
+    return lines
 
 
 _SHORT = {

@@ -89,7 +89,8 @@ Uncertainty `band` defaults (multipliers bracketing measured/predicted, about th
 percentile): 0.8-1.3 for GPUs and TPUs, 0.7-1.5 for the rest; roofline models with fitted
 efficiencies land within 20-30 % of measured kernel times on GPUs in published comparisons
 (Yuan et al. 2024, "LLM Inference Unveiled", https://arxiv.org/abs/2402.16363). `quarch
-calibrate` replaces them by its residuals.
+calibrate` replaces them by its residuals. Predictions carry these only where no band derived
+from published measurements applies (`_bands.py`).
 """
 
 from __future__ import annotations

@@ -32,8 +32,11 @@ every layer).
   the whole request's energy over its tokens.
 - **Cost** per million tokens = price per device-hour × devices × latency / tokens, when the
   device has a price.
-- **Band**: the device's `Efficiency.band` multipliers (calibration residuals or the class
-  default, see `_efficiency.py`).
+- **Band**: multipliers on the predicted times that held the middle 80 % of comparable public
+  measurements (`band` for TTFT, TPOT and latency, `throughput_band` for throughputs), from the
+  published set's fit residuals per device architecture and metric family; a device or engine
+  with no published rows gets the widened envelope band, and `band_note` says which band it is
+  and why (see `_bands.py`).
 - **Engine** (`engine=`, see `_engine.py`; default `ideal`, which adds nothing): the scenario's
   LM head and embedding become 16-bit where the engine keeps them so; prefill and decode ops pay
   the engine's per-kernel cost (graph replay or eager launch) and its attention kernel's
@@ -52,6 +55,7 @@ from functools import cached_property
 
 from quarch.hardware import Hardware, load_hardware
 from quarch.models import ModelSpec, load_model_spec
+from quarch.perf._bands import band_for
 from quarch.perf._engine import HIGH_PRECISION_FORMAT, Engine, resolve_engine
 from quarch.perf._graph import decode_ops, prefill_ops
 from quarch.perf._memory import MemoryBreakdown, memory_per_device
@@ -97,13 +101,17 @@ class Prediction:
         energy_per_token_j: `energy_j` over prompt + output tokens.
         energy_per_output_token_j: `energy_j` over output tokens.
         cost_per_million_tokens_usd: per million prompt + output tokens, or None without price.
-        band: `(low, high)` multipliers bracketing measured times.
+        band: `(low, high)` multipliers on TTFT, TPOT and latency bracketing measured times
+            (see `_bands.py`).
         overhead_s: the per-kernel overhead of decode ops.
         plan: the per-layer formats and overheads predicted (None: the scenario's everywhere).
         engine: the serving engine's profile name (`ideal`: nothing added).
         prefill_overhead_s: the per-kernel overhead of prefill ops (None: `overhead_s`).
         step_overhead_s: the engine's host time per forward pass, in TTFT and in every TPOT.
         act_quant_s: (prefill, one decode step) time of separate activation-quantization kernels.
+        throughput_band: `(low, high)` time multipliers for throughputs: a measured throughput
+            lay in `[throughput / high, throughput / low]`.
+        band_note: which band this is and why (validated class, or the widened envelope).
 
     Properties `prefill` and `decode` give the per-op breakdown (`OpTime`s; decode's attention
     ops averaged over the steps, so they sum to `tpot_s`), built on first access.
@@ -138,6 +146,8 @@ class Prediction:
     prefill_overhead_s: float | None = None
     step_overhead_s: float = 0.0
     act_quant_s: tuple[float, float] = (0.0, 0.0)
+    throughput_band: tuple[float, float] = (1.0, 1.0)
+    band_note: str = ""
 
     @cached_property
     def prefill(self) -> tuple[OpTime, ...]:
@@ -436,6 +446,8 @@ def predict(
     busy = prefill_busy + steps * decode_busy
     energy = hw.idle_w * devices * e2e + (hw.tdp_w - hw.idle_w) * active * busy
     price = hw.price_per_hour_usd
+    latency_band = band_for(hw, eng.name, "latency")
+    rate_band = band_for(hw, eng.name, "throughput")
     return Prediction(
         model=spec.name,
         hardware=hw.name,
@@ -458,7 +470,7 @@ def predict(
         cost_per_million_tokens_usd=None
         if price is None
         else price * devices * e2e / 3600.0 / tokens * 1e6,
-        band=mc.eff.band,
+        band=(latency_band.low, latency_band.high),
         overhead_s=ovh,
         prefill_rows=prefill,
         decode_rows=decode,
@@ -468,6 +480,8 @@ def predict(
         prefill_overhead_s=None if eng.is_ideal else mc_pre.overhead_s,
         step_overhead_s=eng.step_overhead_s,
         act_quant_s=quant,
+        throughput_band=(rate_band.low, rate_band.high),
+        band_note=latency_band.note,
     )
 
 
