@@ -404,7 +404,14 @@ def test_fit_and_tensor_parallel() -> None:
 def test_every_kind_of_device_predicts(device: str) -> None:
     p = predict("qwen2.5-7b", device, Scenario(batch=4, prompt_len=256, output_len=32))
     assert p.ttft_s > 0 and p.tpot_s > 0 and p.energy_per_token_j > 0
-    assert p.cost_per_million_tokens_usd is None  # the catalog cites no prices yet
+    # catalog devices with a sourced rental price (quarch/hardware/prices.yaml) are costed
+    price = load_hardware(device).price_per_hour_usd
+    if price is None:
+        assert p.cost_per_million_tokens_usd is None
+    else:
+        tokens = 4 * (256 + 32)
+        expected = price * p.e2e_latency_s / 3600 / tokens * 1e6
+        assert p.cost_per_million_tokens_usd == pytest.approx(expected)
 
 
 def test_sram_resident_design_reads_from_sram() -> None:
