@@ -392,9 +392,15 @@ def comm_time_s(op: Op, hw: Hardware) -> float:
 
 def _comm_s(op: Op, hw: Hardware, eff: Efficiency, scale: float = 1.0) -> float:
     """`comm_time_s` with the payload multiplied by `scale`."""
+    transfer, latency = comm_parts(op, hw, eff, scale)
+    return transfer + latency
+
+
+def comm_parts(op: Op, hw: Hardware, eff: Efficiency, scale: float = 1.0) -> tuple[float, float]:
+    """The two terms of `comm_time_s` (payload `scale`d): (bytes over bandwidth, link latency)."""
     g = op.comm_group
     if op.comm is CommKind.NONE or g <= 1 or op.comm_bytes <= 0:
-        return 0.0
+        return 0.0, 0.0
     ic = hw.interconnect
     if ic is None or ic.topology is Topology.NONE:
         raise ValueError(
@@ -410,11 +416,11 @@ def _comm_s(op: Op, hw: Hardware, eff: Efficiency, scale: float = 1.0) -> float:
     b, lat = op.comm_bytes * scale, ic.latency_s
     match op.comm:
         case CommKind.ALLREDUCE:
-            return 2 * (g - 1) / g * b / bw + 2 * (g - 1) * lat
+            return 2 * (g - 1) / g * b / bw, 2 * (g - 1) * lat
         case CommKind.ALLTOALL:
-            return (g - 1) / g * b / bw + lat
+            return (g - 1) / g * b / bw, lat
         case CommKind.P2P:
-            return b / bw + lat
+            return b / bw, lat
     raise AssertionError(op.comm)
 
 
