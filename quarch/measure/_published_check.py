@@ -12,6 +12,13 @@ a timed kernel does.
 (`ENGINE_PROFILES`; `quarch.perf.load_engine`); an engine without a profile is predicted as the
 `ideal` engine. Kernel rows time one kernel and take no engine.
 
+**Continuous batching.** Every profiled engine batches continuously and mixes new requests'
+prefills into running decode steps. A `tpot_s` row measured at a fixed concurrency (`batch:
+max`, capped at the concurrency) is therefore compared with `Prediction.tpot_continuous_s`
+(the decode step plus the other clients' prefills it carries on average), not with the static
+batch's `tpot_s`; every other metric is unchanged (a throughput counts the same work either
+way).
+
 **Errors.** `error = |pred − meas| / meas`, `ratio = meas / pred`; a prediction is optimistic
 when it promises more than was measured (a shorter time, a higher throughput). A row is inside
 the band when the measured value lies in the prediction's `band` around the predicted value
@@ -165,9 +172,10 @@ def predict_row(row: PublishedRow) -> PublishedResult:
     else:
         pred = predict(spec, hw, scenario_for(row), engine=engine)
     band = pred.band if row.is_time else pred.throughput_band
-    return PublishedResult(
-        row=row, predicted=_metric(pred, row.metric), band=band, batch=pred.scenario.batch
-    )
+    value = _metric(pred, row.metric)
+    if row.metric == "tpot_s" and row.batch is None and row.engine in ENGINE_PROFILES:
+        value = pred.tpot_continuous_s  # clients at a fixed concurrency (module doc)
+    return PublishedResult(row=row, predicted=value, band=band, batch=pred.scenario.batch)
 
 
 _BATCH_LIMIT = 1 << 20

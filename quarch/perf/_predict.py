@@ -149,6 +149,27 @@ class Prediction:
     throughput_band: tuple[float, float] = (1.0, 1.0)
     band_note: str = ""
 
+    @property
+    def tpot_continuous_s(self) -> float:
+        """Mean time per output token when the batch is served by continuous batching as a
+        closed loop of clients (each starts a new request when its last one ends) and the
+        engine mixes new requests' prefills into the running decode steps.
+
+        In steady state, over one request's `output_len` decode steps the other `seqs − 1`
+        clients of its replica each start one new request, so every step also carries
+        `(seqs − 1) / output_len` prompts' prefill, each costing the prefill's time over its
+        `seqs` prompts (TTFT less the per-step host cost, which the shared step pays once).
+        This is the stall that piggybacked prefill chunks put on decodes (Agrawal et al.,
+        "Taming Throughput-Latency Tradeoff in LLM Inference with Sarathi-Serve", OSDI 2024,
+        https://arxiv.org/abs/2403.02310, §2.3 and §4); vLLM, SGLang and TensorRT-LLM schedule
+        this way. With one sequence per replica or one output token it equals `tpot_s`.
+        """
+        seqs, out = self.scenario.seqs_per_replica, self.scenario.output_len
+        if seqs <= 1 or out <= 1:
+            return self.tpot_s
+        per_prompt = (self.ttft_s - self.step_overhead_s) / seqs
+        return self.tpot_s + (seqs - 1) / out * per_prompt
+
     @cached_property
     def prefill(self) -> tuple[OpTime, ...]:
         """The prefill's op times, in execution order."""

@@ -430,3 +430,13 @@ def test_sram_resident_design_reads_from_sram() -> None:
     small = predict("smollm2-135m", hw, Scenario(batch=1, prompt_len=128, output_len=32))
     large = predict("llama-3.1-8b", hw, Scenario(batch=1, prompt_len=128, output_len=32))
     assert small.memory_level == 1 and large.memory_level == 0
+
+
+def test_continuous_batching_tpot_carries_the_other_clients_prefills() -> None:
+    sc = Scenario(batch=8, prompt_len=1024, output_len=128)
+    p = predict("llama-3.1-8b", "h100-sxm", sc, engine="vllm")
+    per_prompt = (p.ttft_s - p.step_overhead_s) / 8
+    assert p.tpot_continuous_s == pytest.approx(p.tpot_s + 7 / 128 * per_prompt, rel=1e-12)
+    assert p.tpot_continuous_s > p.tpot_s
+    one = predict("llama-3.1-8b", "h100-sxm", replace(sc, batch=1), engine="vllm")
+    assert one.tpot_continuous_s == one.tpot_s  # a lone client's next prefill waits for it
