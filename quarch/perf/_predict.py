@@ -311,7 +311,10 @@ def _segments(
     halving costs two graph builds, and a kink is found in O(log steps) of them.
     """
     points = b - a + 1
-    if points <= 2:
+    if points <= 2 or spec.sliding_window is None:
+        # without a window every attention op's fields are affine in the KV length (keys
+        # attended, pairs, KV bytes grow by a fixed amount per step; see `_attention.py`), so
+        # the middle graph would lie on the line: it is not built
         return [(lo, hi, points)]
     m = (a + b) // 2
     mid = decode_ops(spec, scenario, m, plan)
