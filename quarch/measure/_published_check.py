@@ -319,8 +319,14 @@ class PublishedReport:
 
     def to_dict(self) -> dict[str, Any]:
         """One JSON-ready document."""
+        coverage = {}
+        for split in SPLITS:
+            rows = [r for r in self.results if r.row.split == split]
+            if rows:
+                coverage[split] = sum(r.in_band for r in rows) / len(rows)
         return {
             "split": self.split,
+            "band_coverage": coverage,
             "rows": [_result_dict(r) for r in self.results],
             "summary": [s.to_dict() for s in self.summaries],
         }
