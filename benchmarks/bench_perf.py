@@ -8,7 +8,11 @@ Two workloads, each timed for about `--seconds`:
   re-asks a known point;
 - `distinct`: a scenario never predicted before on every call (batch, prompt and output lengths,
   TP, weight / KV formats and per-role weight overrides drawn at random, no repeats), as a search
-  asks; building the `Scenario` is part of the timed call, as it is for a search.
+  asks; building the `Scenario` is part of the timed call, as it is for a search;
+- `sweep`: `sweep_hardware` on a scenario never predicted before, over a grid of 1,000 device
+  variants (10 memory-bandwidth x 10 matrix-peak x 10 link-bandwidth scales), counted as 1,000
+  distinct predictions per call (each equals `predict` on that scaled device, see
+  tests/perf/test_sweep.py).
 
 The reference is measured in the same run on the same core: a plain Python loop of 1,000 float
 multiply-adds. The ratio (prediction time / reference time) is what to compare across machines;
@@ -24,11 +28,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from quarch.hardware import load_hardware
 from quarch.models import load_model_spec
 from quarch.perf import Scenario, predict
+from quarch.perf._sweep import sweep_hardware
 
 GOAL_PER_S = 10_000
+GRID = 1_000  # device variants per sweep call
 
 
 def _pin_one_core() -> str:
@@ -39,16 +47,16 @@ def _pin_one_core() -> str:
     return "not pinned (no sched_setaffinity)"
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
+def _rate(fn: Callable[[], object], seconds: float, batch: int = 50) -> float:
     """Calls per second of `fn`, best of three runs of about `seconds / 3` each."""
     best = 0.0
     for _ in range(3):
         n, start = 0, time.perf_counter()
         deadline = start + seconds / 3
         while True:
-            for _ in range(50):
+            for _ in range(batch):
                 fn()
-            n += 50
+            n += batch
             now = time.perf_counter()
             if now >= deadline:
                 break
@@ -106,10 +114,27 @@ def main() -> None:
     ref = _rate(_reference, args.seconds)
     same = _rate(lambda: predict(spec, hw, base), args.seconds)
     distinct = _rate(lambda: predict(spec, hw, Scenario(**next(fresh))), args.seconds)
+    grid = np.linspace(0.5, 2.0, 10)
+    grid_args = {
+        "bandwidth_scale": grid[:, None, None],
+        "matrix_scale": grid[None, :, None],
+        "link_scale": grid[None, None, :],
+    }
+    sweeps = iter(_fresh_scenarios(20_000, seed=1))
+    sweep = GRID * _rate(
+        lambda: sweep_hardware(spec, hw, Scenario(**next(sweeps)), **grid_args),
+        args.seconds,
+        batch=5,
+    )
     ref_after = _rate(_reference, args.seconds)
     ref = max(ref, ref_after)  # the machine's best, so loaded moments count against us
     print(f"reference (1,000 float multiply-adds in a Python loop): {ref:,.0f} /s")
-    for label, rate in (("same scenario", same), ("distinct scenarios", distinct)):
+    cases = (
+        ("same scenario", same),
+        ("distinct scenarios", distinct),
+        (f"hardware sweep ({GRID:,} variants per call)", sweep),
+    )
+    for label, rate in cases:
         ratio = ref / rate
         verdict = "meets" if rate >= GOAL_PER_S else "below"
         print(

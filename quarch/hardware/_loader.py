@@ -412,7 +412,12 @@ def _resolve(name_or_path: str | Path) -> Path:
 
 @lru_cache(maxsize=128)
 def _load_file(path: str, mtime_ns: int) -> Hardware:
-    return hardware_from_dict(load_yaml_file(path), where=Path(path).name)
+    hw = hardware_from_dict(load_yaml_file(path), where=Path(path).name)
+    if Path(path).parent == CATALOG_DIR:  # catalog devices carry their sourced rental price
+        from quarch.hardware._prices import with_catalog_price
+
+        hw = with_catalog_price(hw)
+    return hw
 
 
 def load_hardware(name_or_path: str | Path) -> Hardware:

@@ -146,6 +146,13 @@ def validate_command(
     split: Annotated[
         str, typer.Option("--split", help="with --published: holdout, fit or all")
     ] = "all",
+    update_bands: Annotated[
+        bool,
+        typer.Option(
+            "--update-bands",
+            help="with --published: re-derive quarch/perf/bands.yaml from the fit rows first",
+        ),
+    ] = False,
 ) -> None:
     """Time real ops, layers and a whole small model at shapes calibration did not use, and
     compare with the perf model's predictions (per row, and median / p90 error per op class).
@@ -154,7 +161,7 @@ def validate_command(
     from quarch.measure._validate import update_band, validate
 
     if published:
-        _validate_published(split, as_json)
+        _validate_published(split, as_json, update_bands)
         return
     if hw is None:
         raise fail("--hw is required (or --published)")
@@ -172,10 +179,15 @@ def validate_command(
         typer.echo(f"updated efficiency.band in {hw}: {report.band()}")
 
 
-def _validate_published(split: str, as_json: bool) -> None:
+def _validate_published(split: str, as_json: bool, update_bands: bool = False) -> None:
+    from quarch.measure._published_bands import write_bands
     from quarch.measure._published_check import print_published, validate_published
 
     with user_errors():
+        if update_bands:
+            doc = write_bands()
+            if not as_json:
+                typer.echo(f"wrote {len(doc['bands'])} bands to quarch/perf/bands.yaml")
         report = validate_published(split)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))

@@ -21,6 +21,7 @@ from quarch.perf._plot import roofline_figure, write_roofline
 from quarch.perf._predict import Prediction, memory_level_for, predict
 from quarch.perf._roofline import Bound, OpTime, RatePlan, comm_time_s, matrix_rate, op_time
 from quarch.perf._scenario import Scenario, check_scenario
+from quarch.perf._sweep import HardwareSweep, PredictionTable, predict_many, sweep_hardware
 
 __all__ = [
     "DEFAULT_EFFICIENCY",
@@ -29,6 +30,7 @@ __all__ = [
     "CommKind",
     "Engine",
     "ExtraGemm",
+    "HardwareSweep",
     "LayerPlan",
     "Linear",
     "MemoryBreakdown",
@@ -39,6 +41,7 @@ __all__ = [
     "Phase",
     "Plan",
     "Prediction",
+    "PredictionTable",
     "RatePlan",
     "Scenario",
     "build_ops",
@@ -57,8 +60,10 @@ __all__ = [
     "op_time",
     "part_linears",
     "predict",
+    "predict_many",
     "prefill_ops",
     "roofline_figure",
     "stage_layers",
+    "sweep_hardware",
     "write_roofline",
 ]

@@ -190,14 +190,20 @@ def _print_summary(p: Prediction, device: str) -> None:
     )
     table.add_column("metric")
     table.add_column("predicted", justify="right")
-    table.add_column(f"band (x{lo:g} .. x{hi:g})", justify="right")
+    table.add_column(f"band (x{lo:.2f} .. x{hi:.2f})", justify="right")
     for label, value in (
         ("time to first token", p.ttft_s),
         ("time per output token", p.tpot_s),
         ("end-to-end latency", p.e2e_latency_s),
     ):
         table.add_row(label, _ms(value), f"{_ms(value * lo)} .. {_ms(value * hi)}")
-    table.add_row("throughput (prompt + output)", f"{p.throughput_tokens_per_s:,.0f} tok/s", "")
+    t_lo, t_hi = p.throughput_band
+    rate = p.throughput_tokens_per_s
+    table.add_row(
+        "throughput (prompt + output)",
+        f"{rate:,.0f} tok/s",
+        f"{rate / t_hi:,.0f} .. {rate / t_lo:,.0f} tok/s",
+    )
     table.add_row("  per device", f"{p.tokens_per_s_per_device:,.0f} tok/s", "")
     table.add_row("decode throughput", f"{p.decode_tokens_per_s:,.0f} tok/s", "")
     m = p.memory
@@ -217,6 +223,7 @@ def _print_summary(p: Prediction, device: str) -> None:
     table.add_row("cost per million tokens", "-" if cost is None else f"${cost:.4g}", "")
     console = Console()
     console.print(table)
+    console.print(f"band: {p.band_note}")
     if p.engine != "ideal":
         quant_pre, quant_dec = p.act_quant_s
         console.print(

@@ -89,7 +89,8 @@ Uncertainty `band` defaults (multipliers bracketing measured/predicted, about th
 percentile): 0.8-1.3 for GPUs and TPUs, 0.7-1.5 for the rest; roofline models with fitted
 efficiencies land within 20-30 % of measured kernel times on GPUs in published comparisons
 (Yuan et al. 2024, "LLM Inference Unveiled", https://arxiv.org/abs/2402.16363). `quarch
-calibrate` replaces them by its residuals.
+calibrate` replaces them by its residuals. Predictions carry these only where no band derived
+from published measurements applies (`_bands.py`).
 """
 
 from __future__ import annotations
@@ -286,10 +287,16 @@ def _gemm_factor(
     for tm, tn, rate in _tile_rates(tiles, saturation):
         mt, nt = -(-m // tm), -(-n // tn)
         n_tiles = batch * mt * nt
-        split = 1 if n_tiles >= units else max(1, min(units // n_tiles, k_steps))
+        split = 1  # split-K when there are fewer tiles than units: max(1, min(units // tiles, k))
+        if n_tiles < units:
+            split = units // n_tiles
+            if split > k_steps:
+                split = k_steps
+            if split < 1:
+                split = 1
         work = n_tiles * split
         waves = -(-work // units)
-        padded_k = _ceil_to(k_steps, split) * tk  # each split walks the same number of k-steps
+        padded_k = -(-k_steps // split) * split * tk  # each split walks the same k-steps
         # padded work: every tile computes tm x tn x padded_k, in whole waves over all units
         factor = (waves * units / work) * (mt * tm * nt * tn * padded_k) / real / rate
         if factor < best:

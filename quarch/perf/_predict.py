@@ -32,8 +32,11 @@ every layer).
   the whole request's energy over its tokens.
 - **Cost** per million tokens = price per device-hour × devices × latency / tokens, when the
   device has a price.
-- **Band**: the device's `Efficiency.band` multipliers (calibration residuals or the class
-  default, see `_efficiency.py`).
+- **Band**: multipliers on the predicted times that held the middle 80 % of comparable public
+  measurements (`band` for TTFT, TPOT and latency, `throughput_band` for throughputs), from the
+  published set's fit residuals per device architecture and metric family; a device or engine
+  with no published rows gets the widened envelope band, and `band_note` says which band it is
+  and why (see `_bands.py`).
 - **Engine** (`engine=`, see `_engine.py`; default `ideal`, which adds nothing): the scenario's
   LM head and embedding become 16-bit where the engine keeps them so; prefill and decode ops pay
   the engine's per-kernel cost (graph replay or eager launch) and its attention kernel's
@@ -52,6 +55,7 @@ from functools import cached_property
 
 from quarch.hardware import Hardware, load_hardware
 from quarch.models import ModelSpec, load_model_spec
+from quarch.perf._bands import band_for
 from quarch.perf._engine import HIGH_PRECISION_FORMAT, Engine, resolve_engine
 from quarch.perf._graph import decode_ops, prefill_ops
 from quarch.perf._memory import MemoryBreakdown, memory_per_device
@@ -97,13 +101,17 @@ class Prediction:
         energy_per_token_j: `energy_j` over prompt + output tokens.
         energy_per_output_token_j: `energy_j` over output tokens.
         cost_per_million_tokens_usd: per million prompt + output tokens, or None without price.
-        band: `(low, high)` multipliers bracketing measured times.
+        band: `(low, high)` multipliers on TTFT, TPOT and latency bracketing measured times
+            (see `_bands.py`).
         overhead_s: the per-kernel overhead of decode ops.
         plan: the per-layer formats and overheads predicted (None: the scenario's everywhere).
         engine: the serving engine's profile name (`ideal`: nothing added).
         prefill_overhead_s: the per-kernel overhead of prefill ops (None: `overhead_s`).
         step_overhead_s: the engine's host time per forward pass, in TTFT and in every TPOT.
         act_quant_s: (prefill, one decode step) time of separate activation-quantization kernels.
+        throughput_band: `(low, high)` time multipliers for throughputs: a measured throughput
+            lay in `[throughput / high, throughput / low]`.
+        band_note: which band this is and why (validated class, or the widened envelope).
 
     Properties `prefill` and `decode` give the per-op breakdown (`OpTime`s; decode's attention
     ops averaged over the steps, so they sum to `tpot_s`), built on first access.
@@ -138,6 +146,29 @@ class Prediction:
     prefill_overhead_s: float | None = None
     step_overhead_s: float = 0.0
     act_quant_s: tuple[float, float] = (0.0, 0.0)
+    throughput_band: tuple[float, float] = (1.0, 1.0)
+    band_note: str = ""
+
+    @property
+    def tpot_continuous_s(self) -> float:
+        """Mean time per output token when the batch is served by continuous batching as a
+        closed loop of clients (each starts a new request when its last one ends) and the
+        engine mixes new requests' prefills into the running decode steps.
+
+        In steady state, over one request's `output_len` decode steps the other `seqs − 1`
+        clients of its replica each start one new request, so every step also carries
+        `(seqs − 1) / output_len` prompts' prefill, each costing the prefill's time over its
+        `seqs` prompts (TTFT less the per-step host cost, which the shared step pays once).
+        This is the stall that piggybacked prefill chunks put on decodes (Agrawal et al.,
+        "Taming Throughput-Latency Tradeoff in LLM Inference with Sarathi-Serve", OSDI 2024,
+        https://arxiv.org/abs/2403.02310, §2.3 and §4); vLLM, SGLang and TensorRT-LLM schedule
+        this way. With one sequence per replica or one output token it equals `tpot_s`.
+        """
+        seqs, out = self.scenario.seqs_per_replica, self.scenario.output_len
+        if seqs <= 1 or out <= 1:
+            return self.tpot_s
+        per_prompt = (self.ttft_s - self.step_overhead_s) / seqs
+        return self.tpot_s + (seqs - 1) / out * per_prompt
 
     @cached_property
     def prefill(self) -> tuple[OpTime, ...]:
@@ -280,7 +311,10 @@ def _segments(
     halving costs two graph builds, and a kink is found in O(log steps) of them.
     """
     points = b - a + 1
-    if points <= 2:
+    if points <= 2 or spec.sliding_window is None:
+        # without a window every attention op's fields are affine in the KV length (keys
+        # attended, pairs, KV bytes grow by a fixed amount per step; see `_attention.py`), so
+        # the middle graph would lie on the line: it is not built
         return [(lo, hi, points)]
     m = (a + b) // 2
     mid = decode_ops(spec, scenario, m, plan)
@@ -436,6 +470,8 @@ def predict(
     busy = prefill_busy + steps * decode_busy
     energy = hw.idle_w * devices * e2e + (hw.tdp_w - hw.idle_w) * active * busy
     price = hw.price_per_hour_usd
+    latency_band = band_for(hw, eng.name, "latency")
+    rate_band = band_for(hw, eng.name, "throughput")
     return Prediction(
         model=spec.name,
         hardware=hw.name,
@@ -458,7 +494,7 @@ def predict(
         cost_per_million_tokens_usd=None
         if price is None
         else price * devices * e2e / 3600.0 / tokens * 1e6,
-        band=mc.eff.band,
+        band=(latency_band.low, latency_band.high),
         overhead_s=ovh,
         prefill_rows=prefill,
         decode_rows=decode,
@@ -468,6 +504,8 @@ def predict(
         prefill_overhead_s=None if eng.is_ideal else mc_pre.overhead_s,
         step_overhead_s=eng.step_overhead_s,
         act_quant_s=quant,
+        throughput_band=(rate_band.low, rate_band.high),
+        band_note=latency_band.note,
     )
 
 

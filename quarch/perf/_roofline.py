@@ -255,6 +255,11 @@ class OpTime:
 
 _MEMO_LIMIT = 1 << 13  # entries per device shape memo; when full it starts over
 
+# enum members as module constants: reading `OpKind.MATMUL` from the class costs a lookup through
+# the enum's metaclass on every op priced
+_MATMUL, _ROUTER, _ATTENTION = OpKind.MATMUL, OpKind.ROUTER, OpKind.ATTENTION
+_ELEMENTWISE, _NO_COMM = OpKind.ELEMENTWISE, CommKind.NONE
+
 OpRow = tuple[Op, float, float, float, float, str, float, float]
 """An op's times without the `OpTime` object: (op, compute_s, memory_s, comm_s, time_s, rate_key,
 shape_factor, convert_s). `predict` works on rows and builds `OpTime`s only when asked."""
@@ -385,9 +390,15 @@ def comm_time_s(op: Op, hw: Hardware) -> float:
 
 def _comm_s(op: Op, hw: Hardware, eff: Efficiency, scale: float = 1.0) -> float:
     """`comm_time_s` with the payload multiplied by `scale`."""
+    transfer, latency = comm_parts(op, hw, eff, scale)
+    return transfer + latency
+
+
+def comm_parts(op: Op, hw: Hardware, eff: Efficiency, scale: float = 1.0) -> tuple[float, float]:
+    """The two terms of `comm_time_s` (payload `scale`d): (bytes over bandwidth, link latency)."""
     g = op.comm_group
     if op.comm is CommKind.NONE or g <= 1 or op.comm_bytes <= 0:
-        return 0.0
+        return 0.0, 0.0
     ic = hw.interconnect
     if ic is None or ic.topology is Topology.NONE:
         raise ValueError(
@@ -403,20 +414,20 @@ def _comm_s(op: Op, hw: Hardware, eff: Efficiency, scale: float = 1.0) -> float:
     b, lat = op.comm_bytes * scale, ic.latency_s
     match op.comm:
         case CommKind.ALLREDUCE:
-            return 2 * (g - 1) / g * b / bw + 2 * (g - 1) * lat
+            return 2 * (g - 1) / g * b / bw, 2 * (g - 1) * lat
         case CommKind.ALLTOALL:
-            return (g - 1) / g * b / bw + lat
+            return (g - 1) / g * b / bw, lat
         case CommKind.P2P:
-            return b / bw + lat
+            return b / bw, lat
     raise AssertionError(op.comm)
 
 
 def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
     """(matrix time, vector conversion time, rate key, shape factor) of a GEMM or attention."""
     eff = mc.eff
-    if op.kind is OpKind.ATTENTION:
+    if op.kind is _ATTENTION:
         stored_fmt, stored_bytes = op.kv_format, op.kv_bytes
-        plan = mc.plan(stored_fmt, op.act_format)
+        plan = mc.plans.get((stored_fmt, op.act_format)) or mc.plan(stored_fmt, op.act_format)
         akey = (op.m, op.n, op.batch)
         factor = mc.attention_factors.get(akey, 0.0)
         if not factor:
@@ -428,7 +439,7 @@ def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
         uses = -(-op.m // eff.attention_tile[0])
     else:
         stored_fmt, stored_bytes = op.weight_format, op.weight_bytes
-        plan = mc.plan(stored_fmt, op.act_format)
+        plan = mc.plans.get((stored_fmt, op.act_format)) or mc.plan(stored_fmt, op.act_format)
         gkey = (op.m, op.n, op.k, op.batch)
         found = mc.gemm_factors.get(gkey)
         if found is None:
@@ -472,23 +483,25 @@ def op_row(op: Op, mc: Machine, memory_level: int) -> OpRow:
 def _op_row(op: Op, mc: Machine, memory_level: int) -> OpRow:
     kind = op.kind
     convert_s, factor, key = 0.0, 1.0, "none"
-    if kind is OpKind.MATMUL or kind is OpKind.ROUTER or kind is OpKind.ATTENTION:
+    if kind is _MATMUL or kind is _ROUTER or kind is _ATTENTION:
         matrix_s, convert_s, key, factor = _matrix_time(op, mc)
         compute_s = matrix_s + convert_s
-    elif kind is OpKind.ELEMENTWISE:
+    elif kind is _ELEMENTWISE:
         compute_s, key = op.flops / mc.vector_flops_per_s, "vector"
     else:
         compute_s = op.flops / mc.vector_flops_per_s if op.flops else 0.0
     memory_s = (op.weight_bytes + op.act_bytes + op.kv_bytes) / mc.bytes_per_s[memory_level]
-    if kind is OpKind.ATTENTION and mc.kv_bandwidth_fraction != 1.0:
+    if kind is _ATTENTION and mc.kv_bandwidth_fraction != 1.0:
         # the engine's attention kernel reads the KV cache below streaming bandwidth
         memory_s += (
             op.kv_bytes / mc.bytes_per_s[memory_level] * (1.0 / mc.kv_bandwidth_fraction - 1.0)
         )
     comm_s = 0.0
-    if op.comm is not CommKind.NONE:
+    if op.comm is not _NO_COMM:
         comm_s = _comm_s(op, mc.hw, mc.eff, _residual_scale(op) if mc.residual_comm else 1.0)
-    work = max(compute_s, memory_s, comm_s)
+    work = compute_s if compute_s >= memory_s else memory_s  # max(), without the call
+    if comm_s > work:
+        work = comm_s
     return (op, compute_s, memory_s, comm_s, work + mc.overhead_s, key, factor, convert_s)
 
 

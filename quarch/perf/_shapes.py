@@ -7,9 +7,8 @@ exact values and the integer shape fields are rounded up, as `Op` documents.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from quarch.perf._ops import CommKind, Op, OpKind
+from quarch.perf._ops import CommKind, Op, OpKind, new_op
 from quarch.perf._scenario import bits_per_element
 
 FLOPS_NORM = 5
@@ -58,21 +57,42 @@ def pass_op(
     m: float,
     n: float,
     k: int = 0,
-    **fields: Any,
+    *,
+    batch: int = 1,
+    flops: float = 0.0,
+    weight_bytes: float = 0.0,
+    act_bytes: float = 0.0,
+    kv_bytes: float = 0.0,
+    weight_format: str = "bf16",
+    comm_bytes: float = 0.0,
+    comm: CommKind = CommKind.NONE,
+    comm_group: int = 1,
 ) -> Op:
     """An op of this pass: named under the block prefix, `m` and `n` rounded up (`ceil_int`), at
-    the pass's activation and KV formats; `fields` are the rest of `Op`'s fields."""
-    return Op(
-        name=op_name(ctx, group, name),
-        kind=kind,
-        group=group,
-        count=count,
-        m=ceil_int(m),
-        n=ceil_int(n),
-        k=k,
-        act_format=ctx.act_format,
-        kv_format=ctx.kv_format,
-        **fields,
+    the pass's activation and KV formats; the keywords are the rest of `Op`'s fields (with
+    `Op`'s defaults)."""
+    prefix = ctx.prefix
+    if prefix and name.startswith(group):
+        name = prefix + name[len(group) :]
+    return new_op(
+        name,
+        kind,
+        group,
+        count,
+        ceil_int(m),
+        ceil_int(n),
+        k,
+        batch,
+        flops,
+        weight_bytes,
+        act_bytes,
+        kv_bytes,
+        weight_format,
+        ctx.act_format,
+        ctx.kv_format,
+        comm_bytes,
+        comm,
+        comm_group,
     )
 
 

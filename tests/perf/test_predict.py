@@ -29,6 +29,7 @@ from quarch.perf import (
     op_time,
     predict,
 )
+from quarch.perf._bands import load_bands
 from quarch.perf._predict import affine_mean_of_max
 
 # A device with round numbers and ideal efficiency, so op times can be worked out by hand.
@@ -351,7 +352,10 @@ def test_prediction_is_consistent() -> None:
     assert p.cost_per_million_tokens_usd == pytest.approx(
         4 * 2 * p.e2e_latency_s / 3600 / tokens * 1e6
     )
-    assert p.band == (0.8, 1.3)  # the GPU class default
+    # a device with no published rows: the envelope of every validated latency band
+    latency = [b for (_, fam), b in load_bands().bands.items() if fam == "latency"]
+    assert p.band == (min(b[0] for b in latency), max(b[1] for b in latency))
+    assert "no published rows for device toy" in p.band_note
     assert "decode is" in p.why() and "prefill is" in p.why()
 
 
@@ -400,7 +404,14 @@ def test_fit_and_tensor_parallel() -> None:
 def test_every_kind_of_device_predicts(device: str) -> None:
     p = predict("qwen2.5-7b", device, Scenario(batch=4, prompt_len=256, output_len=32))
     assert p.ttft_s > 0 and p.tpot_s > 0 and p.energy_per_token_j > 0
-    assert p.cost_per_million_tokens_usd is None  # the catalog cites no prices yet
+    # catalog devices with a sourced rental price (quarch/hardware/prices.yaml) are costed
+    price = load_hardware(device).price_per_hour_usd
+    if price is None:
+        assert p.cost_per_million_tokens_usd is None
+    else:
+        tokens = 4 * (256 + 32)
+        expected = price * p.e2e_latency_s / 3600 / tokens * 1e6
+        assert p.cost_per_million_tokens_usd == pytest.approx(expected)
 
 
 def test_sram_resident_design_reads_from_sram() -> None:
@@ -419,3 +430,13 @@ def test_sram_resident_design_reads_from_sram() -> None:
     small = predict("smollm2-135m", hw, Scenario(batch=1, prompt_len=128, output_len=32))
     large = predict("llama-3.1-8b", hw, Scenario(batch=1, prompt_len=128, output_len=32))
     assert small.memory_level == 1 and large.memory_level == 0
+
+
+def test_continuous_batching_tpot_carries_the_other_clients_prefills() -> None:
+    sc = Scenario(batch=8, prompt_len=1024, output_len=128)
+    p = predict("llama-3.1-8b", "h100-sxm", sc, engine="vllm")
+    per_prompt = (p.ttft_s - p.step_overhead_s) / 8
+    assert p.tpot_continuous_s == pytest.approx(p.tpot_s + 7 / 128 * per_prompt, rel=1e-12)
+    assert p.tpot_continuous_s > p.tpot_s
+    one = predict("llama-3.1-8b", "h100-sxm", replace(sc, batch=1), engine="vllm")
+    assert one.tpot_continuous_s == one.tpot_s  # a lone client's next prefill waits for it
