@@ -90,6 +90,9 @@ def _register_explore(app: typer.Typer) -> None:
             str | None, typer.Option(help="shipped | tiny-llama|moe|mla | path | hub id")
         ] = None,
         hw: Annotated[str | None, typer.Option(help="devices, comma-separated")] = None,
+        engine: Annotated[
+            str | None, typer.Option(help="serving engine: ideal | vllm | sglang | tensorrt-llm")
+        ] = None,
         trials: Annotated[int | None, typer.Option(help="trials in all")] = None,
         sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | grid")] = None,
         seed: Annotated[int | None, typer.Option(help="sampler seed")] = None,
@@ -119,6 +122,7 @@ def _register_explore(app: typer.Typer) -> None:
         overrides = {
             "model": model,
             "hardware.devices": _csv(hw),
+            "engine": engine,
             "search.trials": trials,
             "search.sampler": sampler,
             "search.seed": seed,
@@ -206,5 +210,11 @@ def _summary(console: Any, result: StudyResult, report: Path | None) -> None:
         f"(apply with `quarch quantize --config FILE`)"
     )
     console.print(f"front table: {out / 'front.csv'}   all points: {out / 'points.json'}")
+    excluded = sum(1 for p in result.points if p.excluded)
+    if excluded:
+        console.print(
+            f"{excluded} designs excluded: engine {result.study.get('engine')} has no kernel for "
+            "them on their device (reasons in points.json and the report)"
+        )
     if report is not None:
         console.print(f"report: [bold green]{report}[/bold green] (opens offline)")

@@ -189,6 +189,7 @@ class StudySpec:
     model: str = "shipped"
     model_spec: str | None = None
     serving_dtype: str = "bf16"
+    engine: str = "ideal"
     hardware: HardwareSpec = field(default_factory=HardwareSpec)
     scenarios: tuple[ScenarioSpec, ...] = (ScenarioSpec(name="serve"),)
     space: SpaceSpec = field(default_factory=SpaceSpec)
@@ -238,6 +239,7 @@ def study_to_dict(spec: StudySpec) -> dict[str, Any]:
         "model": spec.model,
         "model_spec": spec.model_spec,
         "serving_dtype": spec.serving_dtype,
+        "engine": spec.engine,
         "hardware": hw,
         "scenarios": [dict(s.__dict__) for s in spec.scenarios],
         "space": {
