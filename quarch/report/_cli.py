@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quarch._cli_util import user_errors
+from quarch._cli_util import DeviceOption, DtypeOption, user_errors
 
 if TYPE_CHECKING:
     from quarch.search import StudyResult
@@ -111,6 +111,8 @@ def _register_explore(app: typer.Typer) -> None:
         ppl_max_increase: Annotated[
             float | None, typer.Option(help="perplexity at most float × (1 + this)")
         ] = None,
+        device: DeviceOption = "cpu",
+        dtype: DtypeOption = None,
         no_report: Annotated[bool, typer.Option("--no-report", help="skip report.html")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="print the front as JSON")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
@@ -141,7 +143,9 @@ def _register_explore(app: typer.Typer) -> None:
             data = study_data(study, overrides)
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)
-            result = explore(spec, out, workers=workers, progress=not quiet)
+            result = explore(
+                spec, out, workers=workers, progress=not quiet, device=device, dtype=dtype
+            )
         report = None if no_report else write_report(result)
         wall = time.perf_counter() - t0
         if as_json:
