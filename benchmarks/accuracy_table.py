@@ -35,6 +35,18 @@ def configs() -> list[tuple[str, QuantConfig | None]]:
             QuantConfig.uniform(weights="int8", acts="int8", method="smoothquant"),
         )
     )
+    rows.append(
+        (
+            "W8A8 int8 · smoothquant (folded)",
+            QuantConfig.uniform(weights="int8", acts="int8", method="smoothquant", fold=True),
+        )
+    )
+    rows.append(
+        (
+            "W int4_g128 · awq (folded)",
+            QuantConfig.uniform(weights="int4_g128", method="awq", fold=True),
+        )
+    )
     rows.append(("W8A8 int8 · rtn", QuantConfig.uniform(weights="int8", acts="int8")))
     rows.append(
         (

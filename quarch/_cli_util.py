@@ -32,7 +32,13 @@ DatasetOption = Annotated[
     str | None, typer.Option(help="cached `datasets` name, e.g. wikitext-2-raw-v1")
 ]
 # `quarch.eval.DTYPES`, written out so that `--help` imports no torch
-DtypeOption = Annotated[str, typer.Option(help="weight dtype: float32, bfloat16, float16")]
+DtypeOption = Annotated[
+    str | None,
+    typer.Option(
+        help="weight dtype: float32, bfloat16, float16 [default: bfloat16 on GPUs, float32 on CPU]"
+    ),
+]
+DeviceOption = Annotated[str, typer.Option(help="where the model runs: cpu, cuda, cuda:N, mps")]
 JsonRecordOption = Annotated[bool, typer.Option("--json", help="print a JSON record")]
 
 EXIT_USER_ERROR = 2

@@ -13,6 +13,7 @@ import typer
 
 from quarch._cli_util import (
     DatasetOption,
+    DeviceOption,
     DtypeOption,
     JsonRecordOption,
     ModelOption,
@@ -30,7 +31,8 @@ def eval_verb(
     text_file: TextFileOption = None,
     dataset: DatasetOption = None,
     batch_size: Annotated[int, typer.Option(help="windows per forward pass")] = 1,
-    dtype: DtypeOption = "float32",
+    dtype: DtypeOption = None,
+    device: DeviceOption = "cpu",
     trust_remote_code: Annotated[
         bool, typer.Option(help="allow model code shipped with the checkpoint to run")
     ] = False,
@@ -61,6 +63,7 @@ def eval_verb(
             max_windows=max_windows,
             batch_size=batch_size,
             dtype=dtype,
+            device=device,
             trust_remote_code=trust_remote_code,
             tasks=names,
             task_limit=task_limit,

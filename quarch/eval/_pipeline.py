@@ -58,6 +58,7 @@ def eval_record(
             "kind": str(loaded.kind),
             "note": loaded.note,
             "dtype": str(parameter.dtype).removeprefix("torch."),
+            "device": str(parameter.device),
             "load_s": loaded.load_s,
         },
         "perplexity": asdict(result),
@@ -74,14 +75,16 @@ def run_eval(
     seqlen: int = 512,
     max_windows: int | None = None,
     batch_size: int = 1,
-    dtype: str = "float32",
+    dtype: str | None = None,
+    device: str = "cpu",
     trust_remote_code: bool = False,
     tasks: list[str] | None = None,
     task_limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Load a model, measure its perplexity (and lm-eval tasks); the record `quarch eval --json`
-    prints (task scores under `tasks`).
+    prints (task scores under `tasks`). `device`: cpu, cuda[:N] or mps; `dtype` None: bfloat16
+    on GPUs, float32 on the CPU (`quarch._device`).
 
     Raises:
         ValueError / ImportError: bad arguments, a missing model or text, a missing harness.
@@ -95,7 +98,10 @@ def run_eval(
     if names:
         _tasks.require_harness()
     text = select_text(text_file=text_file, dataset=dataset)
-    loaded = load_model(model, dtype=parse_dtype(dtype), trust_remote_code=trust_remote_code)
+    from quarch._device import device_and_dtype
+
+    dev, torch_dtype = device_and_dtype(device, dtype)
+    loaded = load_model(model, dtype=torch_dtype, trust_remote_code=trust_remote_code, device=dev)
     extra = None
     if names:
         scores = _tasks.evaluate_tasks(

@@ -8,8 +8,10 @@ refused here, each with the nearest thing that can be exported:
 
 - a model-level rotation (Hadamard) changes every weight and needs the inverse rotation of the
   activations at run time;
-- a method's per-input-channel scale (AWQ, SmoothQuant: the layer computes `(x / s) · Ŵᵀ`), which
-  no serving engine applies at run time;
+- a method's per-input-channel scale (AWQ, SmoothQuant in their per-layer form: the layer
+  computes `(x / s) · Ŵᵀ`), which no serving engine applies at run time. Their folded form
+  (`fold: true`) exports: its scales live in the norm and linear weights before each group, which
+  the state dict copied here holds;
 - LQER's low-rank correction `x · A · B`, an extra pair of matrices no engine multiplies.
 """
 
@@ -53,10 +55,16 @@ class Quantized:
 def _refuse_runtime_parts(name: str, module: QuantLinear) -> None:
     fmt = module.weight_format
     if module.input_scale is not None:
+        fold = (
+            "the same method with fold: true (one scale per q/k/v and gate/up group, folded "
+            "into the norm before it), or "
+            if module.method in ("awq", "smoothquant")
+            else ""
+        )
         raise ValueError(
             f"layer {name}: method {module.method!r} keeps a per-input-channel scale that the "
             "layer divides its input by at run time; no serving engine applies it, so it cannot "
-            f"be exported. Nearest exportable: weights {fmt} with method rtn or gptq"
+            f"be exported. Nearest exportable: {fold}weights {fmt} with method rtn or gptq"
         )
     if module.rank:
         raise ValueError(

@@ -1,6 +1,7 @@
 """quarch.perf."""
 
-from quarch.perf._efficiency import DEFAULT_EFFICIENCY, efficiency_for
+from quarch.perf._deploy import FusedGroup, KernelSupport, find_kernel, kernel_class
+from quarch.perf._efficiency import ARCHITECTURE, DEFAULT_EFFICIENCY, efficiency_for
 from quarch.perf._engine import IDEAL, Engine, engine_from_dict, list_engines, load_engine
 from quarch.perf._graph import (
     Phase,
@@ -24,13 +25,16 @@ from quarch.perf._scenario import Scenario, check_scenario
 from quarch.perf._sweep import HardwareSweep, PredictionTable, predict_many, sweep_hardware
 
 __all__ = [
+    "ARCHITECTURE",
     "DEFAULT_EFFICIENCY",
     "IDEAL",
     "Bound",
     "CommKind",
     "Engine",
     "ExtraGemm",
+    "FusedGroup",
     "HardwareSweep",
+    "KernelSupport",
     "LayerPlan",
     "Linear",
     "MemoryBreakdown",
@@ -51,6 +55,8 @@ __all__ = [
     "efficiency_for",
     "engine_from_dict",
     "expected_experts_touched",
+    "find_kernel",
+    "kernel_class",
     "kv_cache_bytes_per_token",
     "list_engines",
     "load_engine",

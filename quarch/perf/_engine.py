@@ -43,6 +43,13 @@ from typing import Any
 
 import yaml
 
+from quarch.perf._deploy import (
+    FusedGroup,
+    KernelSupport,
+    fused_groups_from_data,
+    kernels_from_data,
+)
+
 ENGINE_DIR = Path(__file__).with_name("engines")
 """Where the engine profiles live."""
 
@@ -70,6 +77,9 @@ class Engine:
         high_precision_head: LM head and embedding run in 16-bit.
         act_quant_kernel: narrow activations are quantized by a separate kernel per linear input.
         residual_comm_16bit: all-reduces and pipeline sends carry 16-bit activations.
+        fused_groups: linear layers the engine packs into one (one scheme each; `_deploy.py`).
+        kernels: (weight, activation) format classes with a kernel, per architecture
+            (`_deploy.py`); empty: the profile states none, and nothing is excluded.
         sources: field name -> where its number comes from.
     """
 
@@ -86,6 +96,8 @@ class Engine:
     high_precision_head: bool = False
     act_quant_kernel: bool = False
     residual_comm_16bit: bool = False
+    fused_groups: tuple[FusedGroup, ...] = ()
+    kernels: tuple[KernelSupport, ...] = ()
     sources: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
@@ -164,6 +176,8 @@ IDEAL = Engine(
 
 
 _FIELDS = {f.name for f in fields(Engine)} - {"name", "sources"}
+_DEPLOY_FIELDS = {"fused_groups": fused_groups_from_data, "kernels": kernels_from_data}
+"""Deployment data (rows that carry their own sources; see `_deploy.py`)."""
 _NEEDS_SOURCE = {
     "step_overhead_s",
     "eager_launch_s",
@@ -206,6 +220,9 @@ def engine_from_dict(data: object, origin: str = "<dict>") -> Engine:
             continue
         if key in ("attention_kernel",) and isinstance(raw, str):
             kwargs[key] = raw
+            continue
+        if key in _DEPLOY_FIELDS:
+            kwargs[key] = _DEPLOY_FIELDS[key](raw, origin)
             continue
         if not isinstance(raw, dict) or "value" not in raw:
             raise ValueError(f"{origin}: {key} must be {{value: ..., source: ...}}, got {raw!r}")

@@ -33,6 +33,7 @@ from quarch.quant._config import (
     available_methods,
     available_rotations,
 )
+from quarch.quant._fold import fold_pass
 from quarch.quant._kv import (
     KVFormats,
     attention_modules,
@@ -284,8 +285,8 @@ def _replace_layer(
     params: dict[str, Any] = {}
     if lp.weight is not None:
         result, params = _quantize_weight(lp, weight, calib, cache)
-    if originals is not None:
-        originals[lp.name] = module if lp.kind == "linear" else weight
+    if originals is not None:  # the first original wins (a fold pass may have replaced it)
+        originals.setdefault(lp.name, module if lp.kind == "linear" else weight)
     if lp.kind == "embedding":
         assert result is not None
         module.weight = nn.Parameter(result.weight, requires_grad=False)
@@ -384,6 +385,8 @@ def apply_config(
     with _progress(progress, len(plan.layers)) as advance:
 
         def quantize_layers(names: list[str], stats: Mapping[str, LayerCalib]) -> None:
+            # AWQ / SmoothQuant with fold=True: one scale per group, into the norm or linear
+            stats = {**stats, **fold_pass(model, plan.layers, names, stats, _originals)}
             for n in names:
                 lp = plan.layers[n]
                 reports.append(_replace_layer(model, lp, stats.get(n), _originals, weight_cache))

@@ -16,6 +16,7 @@ import typer
 
 from quarch._cli_util import (
     DatasetOption,
+    DeviceOption,
     DtypeOption,
     JsonRecordOption,
     ModelOption,
@@ -124,7 +125,8 @@ def quantize_verb(
     eval_windows: Annotated[int | None, typer.Option(help="evaluate the first N windows")] = None,
     text_file: TextFileOption = None,
     dataset: DatasetOption = None,
-    dtype: DtypeOption = "float32",
+    dtype: DtypeOption = None,
+    device: DeviceOption = "cpu",
     baseline: Annotated[bool, typer.Option(help="also measure the float model first")] = False,
     out: Annotated[Path | None, typer.Option(help="write the result JSON here")] = None,
     as_json: JsonRecordOption = False,
@@ -151,6 +153,7 @@ def quantize_verb(
             text_file=text_file,
             dataset=dataset,
             dtype=dtype,
+            device=device,
             baseline=baseline,
             progress=not as_json,
         )
@@ -178,7 +181,8 @@ def sensitivity_verb(
     seed: Annotated[int, typer.Option(help="seed")] = 0,
     text_file: TextFileOption = None,
     dataset: DatasetOption = None,
-    dtype: DtypeOption = "float32",
+    dtype: DtypeOption = None,
+    device: DeviceOption = "cpu",
     out: Annotated[Path | None, typer.Option(help="write the table JSON here")] = None,
     as_json: JsonRecordOption = False,
 ) -> None:
@@ -204,6 +208,7 @@ def sensitivity_verb(
             text_file=text_file,
             dataset=dataset,
             dtype=dtype,
+            device=device,
             progress=not as_json,
         )
     _emit(record, as_json=as_json, out=out, show=_print_sensitivity)

@@ -74,7 +74,8 @@ def run_quantize(
     eval_windows: int | None = None,
     text_file: Path | None = None,
     dataset: str | None = None,
-    dtype: str = "float32",
+    dtype: str | None = None,
+    device: str = "cpu",
     baseline: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -87,7 +88,9 @@ def run_quantize(
             needs calibration.
         eval_seqlen, eval_windows: perplexity windows (all windows when None).
         text_file, dataset: the evaluation text (default: the built-in one).
-        dtype: weight dtype (`float32`, `bfloat16`, `float16`).
+        dtype: weight dtype (`float32`, `bfloat16`, `float16`; None: bfloat16 on GPUs,
+            float32 on the CPU).
+        device: `cpu`, `cuda[:N]` or `mps` (refused when this machine lacks it).
         baseline: measure the float model first (`float_ppl`, `float_perplexity`, `ppl_ratio`).
         progress: progress bars on stderr.
 
@@ -95,14 +98,16 @@ def run_quantize(
         `quarch.eval.eval_record` fields plus `quantization` (the `QuantReport`), `calibration`,
         `float_ppl`, `ppl_ratio` and `wall_s` (with `baseline`, also `float_perplexity`).
     """
-    from quarch.eval import eval_record, parse_dtype, perplexity, select_text
+    from quarch._device import device_and_dtype
+    from quarch.eval import eval_record, perplexity, select_text
     from quarch.models import load_model
     from quarch.quant._apply import apply_config
 
     t0 = time.perf_counter()
     samples, calib_seqlen, calib_file = calib
+    dev, torch_dtype = device_and_dtype(device, dtype)
     text = select_text(text_file=text_file, dataset=dataset)
-    loaded = load_model(model, dtype=parse_dtype(dtype))
+    loaded = load_model(model, dtype=torch_dtype, device=dev)
 
     def measure() -> Any:
         return perplexity(
@@ -147,7 +152,8 @@ def run_sensitivity(
     seed: int = 0,
     text_file: Path | None = None,
     dataset: str | None = None,
-    dtype: str = "float32",
+    dtype: str | None = None,
+    device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Load, measure the sensitivity table (and additivity); the record `quarch sensitivity
@@ -157,7 +163,7 @@ def run_sensitivity(
     Raises:
         ValueError: a bad format, role, method or parameter (before the model is loaded).
     """
-    from quarch.eval import package_versions, parse_dtype, select_text, token_windows, tokenize_text
+    from quarch.eval import package_versions, select_text, token_windows, tokenize_text
     from quarch.models import load_model
     from quarch.quant._methods_api import get_method
     from quarch.quant._sensitivity import (
@@ -171,8 +177,11 @@ def run_sensitivity(
     parse_format(fmt, where="--weights/--format")
     tensor_role = _role(role)
     get_method(method).resolve_params(params)
+    from quarch._device import device_and_dtype
+
+    dev, torch_dtype = device_and_dtype(device, dtype)
     text = select_text(text_file=text_file, dataset=dataset)
-    loaded = load_model(model, dtype=parse_dtype(dtype))
+    loaded = load_model(model, dtype=torch_dtype, device=dev)
     ids = token_windows(tokenize_text(loaded.tokenizer, text), seqlen, windows)
     calib_windows = None
     if tensor_role is Role.WEIGHT and get_method(method).needs_calibration:

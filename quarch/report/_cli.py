@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quarch._cli_util import user_errors
+from quarch._cli_util import DeviceOption, DtypeOption, user_errors
 
 if TYPE_CHECKING:
     from quarch.search import StudyResult
@@ -90,6 +90,9 @@ def _register_explore(app: typer.Typer) -> None:
             str | None, typer.Option(help="shipped | tiny-llama|moe|mla | path | hub id")
         ] = None,
         hw: Annotated[str | None, typer.Option(help="devices, comma-separated")] = None,
+        engine: Annotated[
+            str | None, typer.Option(help="serving engine: ideal | vllm | sglang | tensorrt-llm")
+        ] = None,
         trials: Annotated[int | None, typer.Option(help="trials in all")] = None,
         sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | grid")] = None,
         seed: Annotated[int | None, typer.Option(help="sampler seed")] = None,
@@ -108,6 +111,8 @@ def _register_explore(app: typer.Typer) -> None:
         ppl_max_increase: Annotated[
             float | None, typer.Option(help="perplexity at most float × (1 + this)")
         ] = None,
+        device: DeviceOption = "cpu",
+        dtype: DtypeOption = None,
         no_report: Annotated[bool, typer.Option("--no-report", help="skip report.html")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="print the front as JSON")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", help="no progress bars")] = False,
@@ -119,6 +124,7 @@ def _register_explore(app: typer.Typer) -> None:
         overrides = {
             "model": model,
             "hardware.devices": _csv(hw),
+            "engine": engine,
             "search.trials": trials,
             "search.sampler": sampler,
             "search.seed": seed,
@@ -137,7 +143,9 @@ def _register_explore(app: typer.Typer) -> None:
             data = study_data(study, overrides)
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)
-            result = explore(spec, out, workers=workers, progress=not quiet)
+            result = explore(
+                spec, out, workers=workers, progress=not quiet, device=device, dtype=dtype
+            )
         report = None if no_report else write_report(result)
         wall = time.perf_counter() - t0
         if as_json:
@@ -206,5 +214,11 @@ def _summary(console: Any, result: StudyResult, report: Path | None) -> None:
         f"(apply with `quarch quantize --config FILE`)"
     )
     console.print(f"front table: {out / 'front.csv'}   all points: {out / 'points.json'}")
+    excluded = sum(1 for p in result.points if p.excluded)
+    if excluded:
+        console.print(
+            f"{excluded} designs excluded: engine {result.study.get('engine')} has no kernel for "
+            "them on their device (reasons in points.json and the report)"
+        )
     if report is not None:
         console.print(f"report: [bold green]{report}[/bold green] (opens offline)")

@@ -148,6 +148,28 @@ def _plots(result: StudyResult) -> list[str]:
     return parts
 
 
+def _excluded(result: StudyResult, limit: int = 50) -> str:
+    """The designs the study's engine cannot serve, each with the reason (empty: none)."""
+    rows = [p for p in result.points if p.excluded]
+    if not rows:
+        return ""
+    engine = html.escape(str(result.study.get("engine", "")))
+    items = "".join(
+        f"<tr><td>{html.escape(p.name)}</td><td>{html.escape(p.summary)}</td>"
+        f"<td>{html.escape(str(p.excluded))}</td></tr>"
+        for p in rows[:limit]
+    )
+    more = f"<p class='note'>… and {len(rows) - limit} more.</p>" if len(rows) > limit else ""
+    return (
+        f"<section><h2>Excluded by the engine ({len(rows)})</h2>"
+        f"<p class='note'>Designs {engine} cannot serve on their device (no kernel for a "
+        "weight x activation pair in its table, <code>quarch/perf/engines/</code>); they are "
+        "infeasible and never on the front.</p>"
+        f"<table><tr><th>point</th><th>config</th><th>why</th></tr>{items}</table>{more}"
+        "</section>"
+    )
+
+
 def render_html(result: StudyResult) -> str:
     """The whole report as one HTML string."""
     study = result.study
@@ -184,6 +206,7 @@ QuantConfig YAML in <code>configs/</code> that <code>quarch quantize --config</c
 Costs at scenario “{html.escape(result.scenarios[0])}”.</p>
 {html_table(result)}</section>
 {"".join(parts)}
+{_excluded(result)}
 <section>{_settings(result)}</section>
 </main></body></html>
 """

@@ -83,6 +83,7 @@ def _record(space: DesignSpace, p: Point, config: str | None) -> PointResult:
         final=None if final is None else dict(final.metrics),
         perf={} if final is None else {s: m.to_dict() for s, m in final.perf.items()},
         config=config,
+        excluded=p.best.excluded,
     )
 
 

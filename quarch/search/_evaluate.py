@@ -9,7 +9,10 @@ that every one is minimised (a maximised metric is negated).
 
 Constraint values follow Optuna's convention: a design is feasible when every value is ≤ 0.
 They are `memory / capacity − 1` per scenario (fits_memory), `tpot / slo − 1` per scenario
-(tpot_slo_s), and `ppl / (ppl_float · (1 + ε)) − 1` (ppl_max_increase).
+(tpot_slo_s), `ppl / (ppl_float · (1 + ε)) − 1` (ppl_max_increase), and, when the study's
+engine states a kernel table, `kernel@<engine>`: +1 when the engine has no kernel for one of
+the design's (weight, activation) pairs on its device (`_engine_rules.kernel_exclusion`, whose
+reason `Evaluation.excluded` keeps), −1 otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quarch.search._config import bits_per_weight
+from quarch.search._engine_rules import kernel_exclusion
 from quarch.search._metrics import PER_SCENARIO
 from quarch.search._perf import PerfMetrics, PerfModel
 from quarch.search._proxy import ProxyTable
@@ -34,6 +38,7 @@ class Evaluation:
     perf: dict[str, PerfMetrics]
     values: tuple[float, ...]
     constraints: tuple[float, ...]
+    excluded: str | None = None  # why the study's engine cannot serve the design
 
     @property
     def feasible(self) -> bool:
@@ -58,6 +63,7 @@ class Evaluator:
         self.perf = perf
         self.objectives = objectives
         self.constraints = constraints
+        self.kernel_rule = bool(_engine_kernels(space)) and space.hardware.template is None
 
     @property
     def float_ppl(self) -> float:
@@ -78,8 +84,16 @@ class Evaluator:
             for info in PER_SCENARIO:
                 metrics[info.column(name)] = getattr(m, str(info.source))
         values = tuple(_value(metrics, o) for o in self.objectives)
+        excluded = kernel_exclusion(self.space, design) if self.kernel_rule else None
+        constraints = self._constraints(metrics, perf)
+        if self.kernel_rule:
+            constraints += (1.0 if excluded else -1.0,)
         return Evaluation(
-            metrics=metrics, perf=perf, values=values, constraints=self._constraints(metrics, perf)
+            metrics=metrics,
+            perf=perf,
+            values=values,
+            constraints=constraints,
+            excluded=excluded,
         )
 
     def _constraints(
@@ -104,7 +118,15 @@ class Evaluator:
             names += [f"tpot_slo@{s.name}" for s in self.perf.scenarios]
         if c.ppl_max_increase is not None:
             names.append("ppl_max_increase")
+        if self.kernel_rule:
+            names.append(f"kernel@{self.space.engine}")
         return names
+
+
+def _engine_kernels(space: DesignSpace) -> tuple[object, ...]:
+    from quarch.perf import load_engine
+
+    return load_engine(space.engine).kernels
 
 
 def _value(metrics: dict[str, float | None], objective: Objective) -> float:

@@ -63,15 +63,20 @@ class Point:
         return self.final if self.final is not None else self.proxy
 
 
-def load_study_model(source: str) -> Any:
-    """The `LoadedModel` of a study's `model` field."""
+def load_study_model(source: str, *, device: str = "cpu", dtype: str | None = None) -> Any:
+    """The `LoadedModel` of a study's `model` field, on `device` in `dtype` (None: bfloat16 on
+    GPUs, float32 on the CPU; see `quarch._device`)."""
+    from quarch._device import device_and_dtype
     from quarch.models import TINY_MODELS, load_model, tiny_model, unfuse_experts
 
+    dev, torch_dtype = device_and_dtype(device, dtype)
     if source == "shipped":
-        return load_model()
+        return load_model(dtype=torch_dtype, device=dev)
     if source in TINY_MODELS:
-        return tiny_model(source, seed=0)
-    loaded = load_model(source)
+        tiny = tiny_model(source, seed=0, dtype=torch_dtype)
+        tiny.model.to(dev)
+        return tiny
+    loaded = load_model(source, dtype=torch_dtype, device=dev)
     unfuse_experts(loaded.model)  # MoE: routed experts as linear layers (see search/_layout)
     return loaded
 
@@ -80,7 +85,7 @@ def _model_id(loaded: Any, lab: AccuracyLab) -> str:
     import hashlib
 
     first = lab.layout.linears[0][0].name
-    w = loaded.model.get_submodule(first).weight.detach().float().contiguous()
+    w = loaded.model.get_submodule(first).weight.detach().float().cpu().contiguous()
     digest = hashlib.sha1(w.numpy().tobytes()).hexdigest()[:12]
     return f"{loaded.source}#{digest}"
 
@@ -132,14 +137,21 @@ def _load_measured(path: Path, lab: AccuracyLab) -> dict[str, Measured]:
     return out
 
 
-def prepare(spec: StudySpec, out_dir: Path, progress: Progress) -> _Context:
+def prepare(
+    spec: StudySpec,
+    out_dir: Path,
+    progress: Progress,
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+) -> _Context:
     """Steps 1-3: model, space, performance model, proxy table, float and baselines measured."""
     out_dir.mkdir(parents=True, exist_ok=True)
     import yaml
 
     (out_dir / "study.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
     with progress.stage("loading the model"):
-        loaded = load_study_model(spec.model)
+        loaded = load_study_model(spec.model, device=device, dtype=dtype)
         lab = AccuracyLab(loaded.model, loaded.tokenizer, spec.accuracy)
         model_spec = _model_spec(spec, loaded)
         space = build_space(spec, lab.layout)
@@ -186,6 +198,8 @@ def explore(
     workers: int = 1,
     progress: bool = True,
     evaluate: EvaluateFn | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
 ) -> StudyResult:
     """Run (or resume) a study end to end, write its outputs and return its result (see the
     module doc). `quarch.report.write_report` draws the report from the result.
@@ -196,10 +210,12 @@ def explore(
         workers: parallel search processes on this machine.
         progress: show progress bars and stage times on stderr.
         evaluate: replaces the proxy evaluation of search trials (a hook for other fidelities).
+        device, dtype: where the model is measured (`cpu`, `cuda[:N]`, `mps`) and its weight
+            dtype (None: bfloat16 on GPUs, float32 on the CPU).
     """
     out = Path(out_dir)
     prog = Progress(progress)
-    ctx = prepare(spec, out, prog)
+    ctx = prepare(spec, out, prog, device=device, dtype=dtype)
     evaluator = Evaluator(ctx.space, ctx.proxy, ctx.perf, spec.objectives, spec.constraints)
     url = spec.search.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     with prog.stage(f"search ({spec.search.sampler.value})", spec.search.trials) as update:

@@ -13,6 +13,8 @@ name: explore                  # the Optuna study name
 model: shipped                 # shipped | tiny-llama | tiny-moe | tiny-mla | GGUF | HF dir | hub id
 model_spec: null               # catalog model for the perf model (default: the model's config)
 serving_dtype: bf16            # the format float tensors are served in by the performance model
+engine: ideal                  # serving engine (quarch/perf/engines): its costs in the perf model,
+                               # its fused groups and kernel table constrain the designs
 hardware:
   devices: [h100-sxm]          # catalog names or YAML paths; or `template:` (not both)
   template: null               # accelerator() params: a value, a list of choices, {low, high, log}
@@ -110,6 +112,7 @@ def study_from_dict(data: Mapping[str, Any]) -> StudySpec:
     if model_spec is not None and not isinstance(model_spec, str):
         raise TypeError(f"model_spec: expected a catalog model name, got {model_spec!r}")
     serving = _format(f.take_str("serving_dtype", "bf16"), "serving_dtype")
+    engine = _engine(f.take_str("engine", "ideal"))
     hardware = _hardware(f.take("hardware", None))
     scenarios = _scenarios(f.take("scenarios", None))
     space = _space(f.take("space", None))
@@ -129,6 +132,7 @@ def study_from_dict(data: Mapping[str, Any]) -> StudySpec:
         model=model,
         model_spec=model_spec,
         serving_dtype=serving,
+        engine=engine,
         hardware=hardware,
         scenarios=scenarios,
         space=space,
@@ -137,6 +141,16 @@ def study_from_dict(data: Mapping[str, Any]) -> StudySpec:
         search=search,
         accuracy=accuracy,
     )
+
+
+def _engine(name: str) -> str:
+    from quarch.perf import load_engine
+
+    try:
+        load_engine(name)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"engine: {err}") from None
+    return name
 
 
 def _format(text: object, where: str) -> str:

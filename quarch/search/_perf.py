@@ -145,7 +145,7 @@ class PerfModel:
         hw = self.hardware(design)
         plan = self.plan(design)
         return {
-            name: metrics_of(predict(self.spec, hw, scenario, plan), hw)
+            name: metrics_of(predict(self.spec, hw, scenario, plan, engine=self.space.engine), hw)
             for name, scenario in self._scenarios.items()
         }
 

@@ -50,7 +50,8 @@ class PointResult:
     proxy: its metrics with the proxy's perplexity. final: with the measured perplexity (None
     when it was not measured). perf: per scenario, the performance model's breakdown (the
     fields of `PerfMetrics`), kept for measured points only. config: the QuantConfig file,
-    relative to the output directory (front points only).
+    relative to the output directory (front points only). excluded: why the study's engine
+    cannot serve the design (None: it can, or no engine constraint applies).
     """
 
     name: str
@@ -67,6 +68,7 @@ class PointResult:
     final: Metrics | None = None
     perf: dict[str, dict[str, Any]] = field(default_factory=dict)
     config: str | None = None
+    excluded: str | None = None
 
     @property
     def metrics(self) -> Metrics:

@@ -196,6 +196,7 @@ class DesignSpace:
     options: Mapping[str, WeightOption]
     hardware: HardwareSpec
     serving_dtype: str
+    engine: str = "ideal"
 
     # ---- slots and params ----------------------------------------------------------------
 
@@ -348,16 +349,21 @@ def _check_value(p: Param, value: Any) -> Any:
 
 def build_space(study: StudySpec, layout: ModelLayout) -> DesignSpace:
     """The study's space over a model with this layout."""
+    from quarch.search._engine_rules import check_fused_slots
+
     options: dict[str, WeightOption] = {}
     groups = resolve_groups(study.space, layout.num_layers, options)
-    return DesignSpace(
+    space = DesignSpace(
         layout=layout,
         groups=groups,
         split_attn_mlp=study.space.split_attn_mlp,
         options=options,
         hardware=study.hardware,
         serving_dtype=study.serving_dtype,
+        engine=study.engine,
     )
+    check_fused_slots(space)
+    return space
 
 
 def _parse_format(name: str) -> Format:

@@ -189,6 +189,7 @@ class StudySpec:
     model: str = "shipped"
     model_spec: str | None = None
     serving_dtype: str = "bf16"
+    engine: str = "ideal"
     hardware: HardwareSpec = field(default_factory=HardwareSpec)
     scenarios: tuple[ScenarioSpec, ...] = (ScenarioSpec(name="serve"),)
     space: SpaceSpec = field(default_factory=SpaceSpec)

@@ -54,10 +54,35 @@ def test_eval_table(app: typer.Typer, model_dir: Path, tmp_path: Path) -> None:
     assert "perplexity" in result.stdout and "128 × 5" in result.stdout
 
 
+def test_eval_bfloat16_on_cpu_and_missing_gpu(
+    app: typer.Typer, model_dir: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT)
+    args = ["eval", "--model", str(model_dir), "--text-file", str(text), "--seqlen", "64"]
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        result = CliRunner().invoke(
+            app, [*args, "--max-windows", "3", "--device", "cpu", "--dtype", dtype, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        runs[dtype] = json.loads(result.stdout)
+    assert runs["bfloat16"]["model"]["dtype"] == "bfloat16"
+    assert runs["bfloat16"]["model"]["device"] == "cpu"
+    f32, b16 = (runs[d]["perplexity"]["ppl"] for d in ("float32", "bfloat16"))
+    assert abs(b16 / f32 - 1) < 0.05  # bf16 weights and arithmetic: close, not equal
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(app, [*args, "--device", "cuda"])
+        assert result.exit_code == 2 and "not available" in result.output
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--dtype", "int8"], "unknown dtype 'int8'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
         (["--dataset", "wikitext-2-raw-v1"], "not both"),
         (["--seqlen", "100000"], "fewer than one window"),
     ],

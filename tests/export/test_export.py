@@ -238,7 +238,9 @@ def test_runtime_input_scales_are_refused(tmp_path: Path) -> None:
     )
     config = QuantConfig.uniform(weights="int8", acts="int8", method="smoothquant")
     with pytest.raises(
-        ValueError, match=r"no serving engine applies it.*Nearest exportable: weights int8"
+        ValueError,
+        match=r"no serving engine applies it.*Nearest exportable: the same method with "
+        r"fold: true.*weights int8",
     ):
         export_model(loaded, config, "hf", tmp_path, calib_windows=windows)
 
@@ -299,3 +301,42 @@ def test_gptq_weights_are_bit_exact(tmp_path: Path) -> None:
     got = _linear_weights(_reload(tmp_path))
     for name, w in want.items():
         assert torch.equal(got[name], w), name
+
+
+def _calib(loaded: Any) -> Any:
+    from quarch.eval import calibration_windows, select_text
+
+    return calibration_windows(
+        loaded.tokenizer, select_text(part="calibration"), n=4, seqlen=64, seed=0
+    )
+
+
+@needs_ct
+def test_folded_awq_exports_with_its_norms(tmp_path: Path) -> None:
+    """AWQ with fold: true keeps no run-time scale: the compressed-tensors checkpoint holds the
+    folded norm weights and the quantized folded weights, and transformers' reload gives quarch's
+    logits (same weights bit for bit, norms included)."""
+    loaded = tiny_llama()
+    windows = _calib(loaded)
+    config = QuantConfig.uniform(weights="int4_g32", method="awq", fold=True)
+    export_model(loaded, config, "compressed-tensors", tmp_path, calib_windows=windows)
+    reference = tiny_llama()
+    apply_config(reference.model, config, calib_windows=windows, progress=False)
+    reloaded = _reload(tmp_path)
+    norm = "model.layers.0.input_layernorm.weight"
+    got_sd, want_sd = reloaded.state_dict(), reference.model.state_dict()
+    assert torch.equal(got_sd[norm], want_sd[norm])
+    assert not torch.equal(want_sd[norm], tiny_llama().model.state_dict()[norm])  # folded
+    for name, w in _linear_weights(reference.model).items():
+        assert torch.equal(_linear_weights(reloaded)[name], w), name
+    with torch.no_grad():
+        assert torch.equal(reloaded(IDS).logits, reference.model(IDS).logits)
+
+
+def test_per_layer_awq_is_refused_for_engines(tmp_path: Path) -> None:
+    loaded = tiny_llama()
+    windows = _calib(loaded)
+    for target, fmt in (("compressed-tensors", "int4_g32"), ("gguf", "q4_0")):
+        config = QuantConfig.uniform(weights=fmt, method="awq", clip=False)
+        with pytest.raises(ValueError, match=r"method 'awq'.*fold: true"):
+            export_model(loaded, config, target, tmp_path / target, calib_windows=windows)

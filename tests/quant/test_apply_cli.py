@@ -102,3 +102,22 @@ def test_sensitivity_json_prints_one_record(model_dir: Path, tmp_path: Path) -> 
     assert record["table"]["role"] == "k_cache" and len(record["table"]["entries"]) == 2
     bad = CliRunner().invoke(app, [*args[:5], "--role", "bias", "--json"])
     assert bad.exit_code == 2 and "unknown tensor role 'bias'" in bad.output
+
+
+def test_quantize_bfloat16_on_cpu_and_a_missing_gpu(model_dir: Path) -> None:
+    import torch
+
+    args = [
+        "quantize", "--model", str(model_dir), "--weights", "int8", "--acts", "fp8_e4m3_c",
+        "--eval-seqlen", "64", "--eval-windows", "2", "--baseline", "--json",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--dtype", "bfloat16"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert (record["model"]["dtype"], record["model"]["device"]) == ("bfloat16", "cpu")
+    assert abs(record["ppl_ratio"] - 1) < 0.1  # 8-bit weights and inputs, bf16 arithmetic
+    default = json.loads(CliRunner().invoke(app, args).stdout)
+    assert default["model"]["dtype"] == "float32"  # the CPU default
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(app, [*args, "--device", "cuda"])
+        assert result.exit_code == 2 and "not available" in result.output

@@ -10,9 +10,21 @@ normalised here by sqrt(max·min) as the authors' code does, and α is chosen on
 to minimise the layer-output error ‖X Wᵀ − (X/s) Q(W·diag(s))ᵀ‖² on calibration samples (eq. 4).
 α = 0 gives s = 1, plain RTN, so the search never does worse than RTN on its own samples.
 
-This is the per-layer form: each linear gets its own s, applied to its input at run time
-(`WeightResult.input_scale`), rather than one s per group of layers folded into the preceding
-norm. With an activation format, the search quantizes X/s as the quantized layer will.
+Two forms (`fold`):
+
+- `fold: false` (the default): the per-layer form. Each linear gets its own s, applied to its
+  input at run time (`WeightResult.input_scale`). Any subset of layers of any model can take it,
+  but no serving engine divides a layer's input by a per-channel vector, so it cannot be
+  exported to compressed-tensors or GGUF.
+- `fold: true`: the deployable form of the reference implementation (llm-awq `auto_scale`):
+  one s per group of layers reading one input, searched on that input, and folded into the norm
+  or linear before the group (`quant/_fold.py`, which `apply_config` runs per block). Called on
+  one layer, the method then only clips and rounds the (already folded) weight.
+
+The default stays per-layer so every existing result and config keeps its meaning, and because
+it applies to any layer pattern; a design meant for an engine uses `fold: true` (export refuses
+the per-layer form and says so). With an activation format, the search quantizes X/s as the
+quantized layer will.
 
 Weight clipping (`clip=True`, the authors' `auto_clip` step): after scaling, each (row, scale
 group) of the weight is clipped to r·max|w| with r searched over 1.0, 0.95, …, 0.55 to minimise
@@ -53,11 +65,18 @@ def awq(
     act_format: Format | None,
     grid: int,
     clip: bool,
+    fold: bool,
 ) -> WeightResult:
-    """AWQ-quantize `weight` [out, in]; returns Q(W·diag(s)) and s."""
+    """AWQ-quantize `weight` [out, in]; returns Q(W·diag(s)) and s (fold: Q(W), s folded
+    upstream already, see the module doc)."""
     assert calib is not None
     w = weight.detach().to(torch.float32)
     x = calib.samples.to(torch.float32)
+    if fold:
+        if clip and _clip_group_width(fmt, w.shape[1]) is not None:
+            xq = x if act_format is None else quantize(act_format, x)
+            return WeightResult(weight=_clipped(w, fmt, xq))
+        return WeightResult(weight=quantize(fmt, w))
     ref = x @ w.T  # [n, out]
     best: tuple[float, torch.Tensor] | None = None
     alphas = [i / (grid - 1) for i in range(grid)] if grid > 1 else [0.0]
@@ -140,6 +159,12 @@ AWQ = Method(
             type=bool,
             default=True,
             help="search a clipping ratio per (row, group) after scaling (AWQ's auto_clip)",
+        ),
+        "fold": ParamSpec(
+            type=bool,
+            default=False,
+            help="one scale per group of layers, folded into the norm or linear before it "
+            "(deployable; llm-awq's apply_scale) instead of a run-time scale per layer",
         ),
     },
     fn=awq,

@@ -11,6 +11,14 @@ product in float, with activations flattened (easier to quantize) and weights a 
 layer-output error on calibration samples with the activation format applied, as the paper's
 per-model α tuning does by hand. Both magnitudes are clamped at 1e-5 (the authors' code).
 The activation quantization itself is the quantized layer's job: it quantizes x / s.
+
+`fold: false` (the default) is the per-layer form: each linear divides its own input by its own
+s at run time. `fold: true` is the reference implementation's form (`smooth.smooth_lm`): one s
+per group of layers reading one norm's output (q/k/v, gate/up), with max|W_j| over the group's
+weights, folded into that norm (`quant/_fold.py`, run by `apply_config`); called on one layer
+the method then only rounds the folded weight. Only the folded form can be served by an engine
+(export refuses the other); the default stays per-layer so existing results keep their meaning
+and any layer pattern can take the method.
 """
 
 from __future__ import annotations
@@ -39,10 +47,14 @@ def smoothquant(
     alpha: float,
     search: bool,
     grid: int,
+    fold: bool,
 ) -> WeightResult:
-    """Q(W·diag(s)) and s for the given α, or for the best α of the grid when `search`."""
+    """Q(W·diag(s)) and s for the given α, or for the best α of the grid when `search`
+    (fold: Q(W), s folded upstream already)."""
     assert calib is not None
     w = weight.detach().to(torch.float32)
+    if fold:
+        return WeightResult(weight=quantize(fmt, w))
     if not search:
         s = smooth_scales(calib.act_absmax, w, alpha)
         return WeightResult(weight=quantize(fmt, w * s), input_scale=s)
@@ -71,6 +83,12 @@ SMOOTHQUANT = Method(
         ),
         "grid": ParamSpec(
             type=int, default=20, bounds=(1, 1000), help="points of the α grid when searching"
+        ),
+        "fold": ParamSpec(
+            type=bool,
+            default=False,
+            help="one scale per q/k/v and gate/up group, folded into the norm before it "
+            "(deployable; SmoothQuant's smooth_lm) instead of a run-time scale per layer",
         ),
     },
     fn=smoothquant,
