@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import math
 import statistics
 import time
 from dataclasses import replace
@@ -37,6 +39,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("quarch-out/explore"))
     parser.add_argument("--windows", type=int, default=16)
+    parser.add_argument(
+        "--save", type=Path, default=None, help="keep each design's window NLLs here (resumes)"
+    )
     args = parser.parse_args()
     result = StudyResult.load(args.out)
     spec = result.spec
@@ -49,17 +54,25 @@ def main() -> None:
     if "float" not in names:
         points.insert(0, next(p for p in result.points if p.name == "float"))
     nlls: dict[str, tuple[float, ...]] = {}
+    if args.save is not None and args.save.is_file():
+        saved = json.loads(args.save.read_text())
+        nlls = {k: tuple(v) for k, v in saved.items() if len(v) == args.windows}
     t0 = time.perf_counter()
+    measured = 0
     for p in points:
-        design = space.design({k: p.design[k] for k in (q.name for q in space.params)})
-        m = lab.measure(space, design)
-        nlls[p.name] = m.window_nll
-        iv = mean_interval(m.window_nll)
+        if p.name not in nlls:
+            design = space.design({k: p.design[k] for k in (q.name for q in space.params)})
+            nlls[p.name] = lab.measure(space, design).window_nll
+            measured += 1
+            if args.save is not None:
+                args.save.write_text(json.dumps({k: list(v) for k, v in nlls.items()}))
+        iv = mean_interval(nlls[p.name])
         print(
-            f"  {p.name:<16} bits {p.metrics['bits']:6.2f}  ppl {m.ppl:8.3f}  window NLL sd "
-            f"{iv.sd:.4f}  ({m.wall_s:.1f} s)"
+            f"  {p.name:<16} bits {p.metrics['bits']:6.2f}  ppl {math.exp(iv.mean):8.3f}  "
+            f"window NLL sd {iv.sd:.4f}",
+            flush=True,
         )
-    per_design_s = (time.perf_counter() - t0) / len(points)
+    per_design_s = (time.perf_counter() - t0) / max(measured, 1)
     print(
         f"{args.windows} windows of {settings.eval_seqlen} tokens; {per_design_s:.1f} s per "
         f"design, {per_design_s / args.windows:.2f} s per window-design"
