@@ -1,4 +1,5 @@
-"""Search quality: NSGA-II against random sampling, and mixed designs against uniform formats.
+"""Search quality: samplers and the exact solver against random sampling, and mixed designs
+against uniform formats.
 
 Both on the proxy objectives of the default study (the shipped SmolLM2-135M on an H100 SXM):
 the sensitivity table, float NLL and α are read from a finished `quarch explore` output
@@ -8,7 +9,11 @@ this script runs the study's preparation first (model, table, baselines: minutes
 1. Hypervolume: each sampler runs the same number of trials from the same uniform-baseline
    seeds, for several seeds, in this one run; the hypervolume of each feasible front is taken
    with every objective divided by the float baseline's and the reference point at 1.1 × the
-   worst uniform baseline (as `ExploreEnv` does). Printed: each run, and NSGA-II / random.
+   worst uniform baseline (as `ExploreEnv` does). Samplers: random, NSGA-II, NSGA-III and
+   `exact` (the exact front of the additive proxy, thinned to the trial budget, then NSGA-II);
+   and the whole exact front on its own (no trial budget, deterministic). Printed: each run,
+   and each sampler's hypervolume / random's over the seeds (mean, min-max), and the exact
+   front's against NSGA-II's.
 2. Mixed against uniform at equal bits: an NSGA-II search of the same weight slots (activations
    and KV cache kept float) for perplexity against bits per weight; for each uniform weight
    format, the lowest proxy perplexity of a mixed design with at most its bits per weight, and
@@ -41,6 +46,7 @@ from quarch.search import (
     prepare,
     run_search,
 )
+from quarch.search._exact import exact_front
 from quarch.search._progress import Progress
 from quarch.search._proxy import needed_entries
 from quarch.search._runner import COMPLETE, MEMORY
@@ -163,11 +169,24 @@ def compare_uniform(ev: Evaluator, trials: int) -> None:
         print(f"  {budget:>8.2f}{uni:>26}{mixed:>26}")
 
 
+def _noise(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The paired 95 % interval of the NLL difference of two measured points, when both carry
+    window NLLs of the same windows."""
+    from quarch.eval import paired_interval
+
+    wa, wb = a["measured"].get("window_nll") or [], b["measured"].get("window_nll") or []
+    if not wa or len(wa) != len(wb):
+        return ""
+    iv = paired_interval(wa, wb)
+    mark = "within noise" if iv.contains_zero else "separated"
+    return f" d nll 95% [{iv.low:+.4f}, {iv.high:+.4f}] {mark}"
+
+
 def compare_measured(out: Path) -> None:
     path = out / "points.json"
     if not path.is_file():
         return
-    points = [p for p in json.loads(path.read_text()) if p["measured"] is not None]
+    points = [p for p in json.loads(path.read_text()) if p.get("final") is not None]
     base = [p for p in points if p["baseline"] and p["name"].startswith("W ")]
     mixed = [p for p in points if not p["baseline"]]
     if not base or not mixed:
@@ -176,18 +195,29 @@ def compare_measured(out: Path) -> None:
         f"\nmeasured perplexity ({out}): uniform weight formats against the measured searched "
         "designs with at most their bits (which may also quantize activations and KV cache)"
     )
-    for b in sorted(base, key=lambda p: p["metrics"]["bits"]):
-        bits, ppl = b["metrics"]["bits"], b["metrics"]["ppl"]
-        under = [p for p in mixed if p["metrics"]["bits"] <= bits + 1e-9]
+    for b in sorted(base, key=lambda p: p["final"]["bits"]):
+        bits, ppl = b["final"]["bits"], b["final"]["ppl"]
+        under = [p for p in mixed if p["final"]["bits"] <= bits + 1e-9]
         if not under:
             print(f"  {b['name'][2:]:<16}{bits:>6.2f}{ppl:>9.3f} | no measured design at ≤ bits")
             continue
-        best = min(under, key=lambda p: p["metrics"]["ppl"])
+        best = min(under, key=lambda p: p["final"]["ppl"])
         print(
             f"  {b['name'][2:]:<16}{bits:>6.2f}{ppl:>9.3f} | {best['name']:>8} "
-            f"{best['metrics']['bits']:>6.2f}{best['metrics']['ppl']:>9.3f} "
-            f"({best['metrics']['ppl'] - ppl:+.3f})"
+            f"{best['final']['bits']:>6.2f}{best['final']['ppl']:>9.3f} "
+            f"({best['final']['ppl'] - ppl:+.3f}){_noise(best, b)}"
         )
+
+
+def _ratio(a: list[float], b: list[float]) -> str:
+    """Per-seed ratios a/b: mean, min-max over seeds."""
+    ratios = [x / y for x, y in zip(a, b, strict=True) if y > 0]
+    if not ratios:
+        return "n/a"
+    return (
+        f"mean {statistics.mean(ratios):.4f} (min {min(ratios):.4f}, max {max(ratios):.4f}, "
+        f"{len(ratios)} seeds)"
+    )
 
 
 def main() -> None:
@@ -202,9 +232,10 @@ def main() -> None:
         f"default study, proxy objectives {[o.key for o in ev.objectives]}, {args.trials} "
         f"trials per run, {len(ev.space.params)} params"
     )
-    hv: dict[str, list[float]] = {"nsga2": [], "random": []}
+    samplers = (Sampler.RANDOM, Sampler.NSGA2, Sampler.NSGA3, Sampler.EXACT)
+    hv: dict[str, list[float]] = {s.value: [] for s in samplers}
     for seed in range(args.seeds):
-        for sampler in (Sampler.NSGA2, Sampler.RANDOM):
+        for sampler in samplers:
             t0 = time.perf_counter()
             trials = run(ev, sampler, args.trials, seed)
             value = front_hv(trials, scale, ref)
@@ -213,16 +244,27 @@ def main() -> None:
                 f"  seed {seed} {sampler.value:<7} hypervolume {value:.5f} "
                 f"({time.perf_counter() - t0:.1f} s)"
             )
-    ratios = [a / b for a, b in zip(hv["nsga2"], hv["random"], strict=True) if b > 0]
+    t0 = time.perf_counter()
+    exact = exact_front(ev)
+    exact_hv = hypervolume(
+        [[v / s for v, s in zip(e.values, scale, strict=True)] for e in exact.evaluations], ref
+    )
     print(
-        f"hypervolume NSGA-II / random: mean {statistics.mean(ratios):.4f} "
-        f"(per seed {', '.join(f'{r:.4f}' for r in ratios)}); "
-        f"means {statistics.mean(hv['nsga2']):.5f} vs {statistics.mean(hv['random']):.5f}"
+        f"  exact front alone: {len(exact.designs)} designs ({exact.merged} merged), "
+        f"hypervolume {exact_hv:.5f} ({time.perf_counter() - t0:.1f} s); largest relative "
+        f"error of the group sum: {exact.decomposition_error}"
+    )
+    for name in ("nsga2", "nsga3", "exact"):
+        ratio = _ratio(hv[name], hv["random"])
+        print(f"hypervolume {name} / random at {args.trials} trials: {ratio}")
+    print(
+        f"hypervolume exact front / NSGA-II at {args.trials} trials: "
+        f"{_ratio([exact_hv] * len(hv['nsga2']), hv['nsga2'])}"
     )
     compare_uniform(ev, args.trials)
     compare_measured(args.out)
-    if not math.isfinite(statistics.mean(ratios)):
-        raise SystemExit("hypervolume ratio is not finite")
+    if not all(math.isfinite(v) for v in hv["nsga2"] + hv["random"]):
+        raise SystemExit("hypervolume is not finite")
 
 
 if __name__ == "__main__":

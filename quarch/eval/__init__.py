@@ -1,4 +1,5 @@
-"""quarch.eval: evaluation texts, perplexity (GPTQ protocol), calibration windows, KL, tasks."""
+"""quarch.eval: evaluation texts, perplexity (GPTQ protocol) with confidence intervals over
+windows, calibration windows, KL, tasks."""
 
 from quarch.eval._calibration import calibration_windows
 from quarch.eval._corpus import (
@@ -11,6 +12,15 @@ from quarch.eval._corpus import (
     text_from_file,
 )
 from quarch.eval._divergence import kl_to_reference, reference_logits
+from quarch.eval._interval import (
+    CONFIDENCE,
+    MeanInterval,
+    mean_interval,
+    paired_interval,
+    ppl_interval,
+    ratio_interval,
+    windows_needed,
+)
 from quarch.eval._perplexity import (
     PROTOCOL,
     PerplexityResult,
@@ -19,6 +29,7 @@ from quarch.eval._perplexity import (
     token_windows,
     tokenize_text,
     window_logits,
+    window_nlls,
 )
 from quarch.eval._pipeline import (
     DTYPES,
@@ -28,15 +39,17 @@ from quarch.eval._pipeline import (
     print_eval,
     run_eval,
 )
-from quarch.eval._scores import NextTokenReference, kl_divergence, window_nll_sum
+from quarch.eval._scores import NextTokenReference, kl_divergence, token_nlls, window_nll_sum
 from quarch.eval._tasks import LM_EVAL_EXTRA, evaluate_tasks
 
 __all__ = [
+    "CONFIDENCE",
     "DTYPES",
     "KNOWN_DATASETS",
     "LM_EVAL_EXTRA",
     "PROTOCOL",
     "EvalText",
+    "MeanInterval",
     "NextTokenReference",
     "PerplexityResult",
     "TextPart",
@@ -47,17 +60,24 @@ __all__ = [
     "evaluate_tasks",
     "kl_divergence",
     "kl_to_reference",
+    "mean_interval",
     "mean_nll",
     "package_versions",
+    "paired_interval",
     "parse_dtype",
     "perplexity",
+    "ppl_interval",
     "print_eval",
+    "ratio_interval",
     "reference_logits",
     "run_eval",
     "select_text",
     "text_from_file",
+    "token_nlls",
     "token_windows",
     "tokenize_text",
     "window_logits",
     "window_nll_sum",
+    "window_nlls",
+    "windows_needed",
 ]

@@ -10,6 +10,9 @@ Frantar et al., https://arxiv.org/abs/2210.17323, evaluation code `llama_eval`/`
    first is predicted, so a window contributes `seqlen - 1` predictions;
 4. perplexity = exp(mean negative log-likelihood over all predicted tokens).
 
+Every result also carries each window's mean NLL and the 95 % interval of the perplexity they
+give (a t-interval over windows, exponentiated: `quarch.eval._interval` says how and why).
+
 GPTQ's code multiplies each window's mean loss by `seqlen` and divides the sum by
 `windows * seqlen`; with equal-length windows that is the same mean as here.
 """
@@ -27,7 +30,8 @@ import torch
 
 from quarch._checks import check_positive_int
 from quarch.eval._corpus import EvalText
-from quarch.eval._scores import window_nll_sum
+from quarch.eval._interval import CONFIDENCE, mean_interval
+from quarch.eval._scores import token_nlls
 
 PROTOCOL = "gptq-nonoverlap"
 
@@ -48,6 +52,9 @@ class PerplexityResult:
         text_sha256: sha256 of the text (UTF-8).
         text_name: where the text came from.
         wall_s: wall time of tokenization and evaluation, seconds.
+        window_nll: each window's mean NLL per predicted token, in text order.
+        ppl_low, ppl_high: the 95 % interval of `ppl` over windows (t-interval on the window
+            means, exponentiated; ±inf-wide with one window).
         protocol: always `gptq-nonoverlap` (see this module's docstring).
     """
 
@@ -61,6 +68,10 @@ class PerplexityResult:
     text_sha256: str
     text_name: str
     wall_s: float
+    window_nll: tuple[float, ...] = ()
+    ppl_low: float = math.nan
+    ppl_high: float = math.nan
+    confidence: float = CONFIDENCE
     protocol: str = PROTOCOL
 
     @property
@@ -137,24 +148,40 @@ def mean_nll(model: torch.nn.Module, windows: torch.Tensor, *, batch_size: int =
     Raises:
         ValueError: a bad batch size, windows not `[n, seqlen]`, or NaN/Inf logits.
     """
+    return window_nlls(model, windows, batch_size=batch_size)[0]
+
+
+def window_nlls(
+    model: torch.nn.Module, windows: torch.Tensor, *, batch_size: int = 1
+) -> tuple[float, tuple[float, ...]]:
+    """(mean NLL per predicted token, each window's mean NLL) of `model` on windows
+    `[n, seqlen]`, each window run alone; the first is exactly what `mean_nll` returns.
+
+    Raises:
+        ValueError: a bad batch size, windows not `[n, seqlen]`, or NaN/Inf logits.
+    """
     check_positive_int("batch_size", batch_size)
     if windows.ndim != 2 or windows.shape[0] == 0 or windows.shape[1] < 2:
         raise ValueError(f"windows must be [n, seqlen >= 2], got {tuple(windows.shape)}")
     with torch.inference_mode():
-        total = _nll_sum(model, windows, batch_size, lambda n: None)
-    return total / (windows.shape[0] * (windows.shape[1] - 1))
+        total, sums = _nll_sum(model, windows, batch_size, lambda n: None)
+    predicted = windows.shape[1] - 1
+    return total / (windows.shape[0] * predicted), tuple(x / predicted for x in sums)
 
 
 def _nll_sum(
     model: torch.nn.Module, windows: torch.Tensor, batch_size: int, advance: Callable[[int], None]
-) -> float:
-    """Sum of NLLs over the windows, `batch_size` windows per forward pass."""
+) -> tuple[float, list[float]]:
+    """Sum of NLLs over the windows, and each window's sum; `batch_size` windows per pass."""
     total = 0.0
+    per_window: list[float] = []
     for first in range(0, windows.shape[0], batch_size):
         batch = windows[first : first + batch_size]
-        total += window_nll_sum(window_logits(model, batch), batch)
+        nlls = token_nlls(window_logits(model, batch), batch)  # [b, seqlen - 1] float64
+        total += float(nlls.sum())
+        per_window += [float(x) for x in nlls.sum(dim=1)]
         advance(batch.shape[0])
-    return total
+    return total, per_window
 
 
 def perplexity(
@@ -187,9 +214,11 @@ def perplexity(
     ids = tokenize_text(tokenizer, named)
     windows = token_windows(ids, seqlen, max_windows)  # [n, seqlen]
     with torch.inference_mode(), _progress_bar(progress, windows.shape[0], named.name) as advance:
-        nll_sum = _nll_sum(model, windows, batch_size, advance)
+        nll_sum, sums = _nll_sum(model, windows, batch_size, advance)
     num_tokens = windows.shape[0] * (seqlen - 1)
     nll = nll_sum / num_tokens
+    per_window = tuple(x / (seqlen - 1) for x in sums)
+    _, low, high = mean_interval(per_window).exp()
     return PerplexityResult(
         ppl=math.exp(nll),
         nll=nll,
@@ -201,6 +230,9 @@ def perplexity(
         text_sha256=named.sha256,
         text_name=named.name,
         wall_s=time.perf_counter() - start,
+        window_nll=per_window,
+        ppl_low=low,
+        ppl_high=high,
     )
 
 

@@ -46,9 +46,19 @@ def window_nll_sum(logits: torch.Tensor, windows: torch.Tensor) -> float:
         logits: `[b, seqlen, vocab]`.
         windows: the token ids `[b, seqlen]` the logits were computed on.
     """
+    return float(token_nlls(logits, windows).sum())
+
+
+def token_nlls(logits: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """The NLL (nats) of every predicted token, float64 `[b, seqlen - 1]`.
+
+    Args:
+        logits: `[b, seqlen, vocab]`.
+        windows: the token ids `[b, seqlen]` the logits were computed on.
+    """
     targets = windows[:, 1:].reshape(-1)  # [b * (seqlen - 1)]
     per_token = _token_nll(_predicted_log_probs(logits), targets)
-    return float(per_token.double().sum())
+    return per_token.double().reshape(windows.shape[0], windows.shape[1] - 1)
 
 
 def kl_divergence(logits_ref: torch.Tensor, logits: torch.Tensor) -> float:

@@ -96,10 +96,11 @@ def run_quantize(
 
     Returns:
         `quarch.eval.eval_record` fields plus `quantization` (the `QuantReport`), `calibration`,
-        `float_ppl`, `ppl_ratio` and `wall_s` (with `baseline`, also `float_perplexity`).
+        `float_ppl`, `ppl_ratio` (with its paired 95 % interval `ppl_ratio_interval`) and
+        `wall_s` (with `baseline`, also `float_perplexity`).
     """
     from quarch._device import device_and_dtype
-    from quarch.eval import eval_record, perplexity, select_text
+    from quarch.eval import eval_record, perplexity, ratio_interval, select_text
     from quarch.models import load_model
     from quarch.quant._apply import apply_config
 
@@ -134,6 +135,10 @@ def run_quantize(
     if base is not None:
         record["float_perplexity"] = asdict(base)
     record["ppl_ratio"] = None if base is None else result.ppl / base.ppl
+    # paired over the same windows: the 95 % interval of the ratio (quarch.eval._interval)
+    record["ppl_ratio_interval"] = (
+        None if base is None else ratio_interval(result.window_nll, base.window_nll)
+    )
     record["wall_s"] = time.perf_counter() - t0
     return record
 

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from quarch.report._figures import FIGURES
-from quarch.report._table import html_table
+from quarch.report._table import NOISE_NOTE, html_table
 from quarch.search import METRICS, Metric, StudyResult
 
 CSS = """
@@ -203,7 +203,8 @@ sampler {html.escape(sampler)}, {result.trials} trials · {stamp}</p>
 <section><h2>Pareto front</h2>
 <p class="note">Every design on the front, perplexity measured on the eval text; each has a
 QuantConfig YAML in <code>configs/</code> that <code>quarch quantize --config</code> applies.
-Costs at scenario “{html.escape(result.scenarios[0])}”.</p>
+Costs at scenario “{html.escape(result.scenarios[0])}”. Perplexity intervals: 95 %,
+t-interval over the eval windows; {html.escape(NOISE_NOTE)}.</p>
 {html_table(result)}</section>
 {"".join(parts)}
 {_excluded(result)}

@@ -1,20 +1,30 @@
 """The Pareto table: one row per front design, for the terminal (rich) and for HTML.
 
 Columns are the metrics of `quarch.search.METRICS` (header and text from the registry), with the
-proxy's perplexity beside the measured one; per-scenario metrics at the study's first scenario.
+proxy's perplexity beside the measured one, the measured perplexity's 95 % interval over
+windows, and the noise mark: the other front designs (and float) whose paired difference from
+this one is within noise (`quarch.search`'s noise marks; `≈` before the names). Per-scenario
+metrics at the study's first scenario.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from typing import TYPE_CHECKING
 
-from quarch.search import METRICS, Metric, MetricInfo, StudyResult, stored_value
+from quarch.search import METRICS, Metric, MetricInfo, PointResult, StudyResult, stored_value
 
 if TYPE_CHECKING:
     from rich.table import Table
 
 PROXY_PPL = "proxy_ppl"
+PPL_CI = "ppl_ci"
+NOISE = "within_noise_of"
+NOISE_NOTE = (
+    "≈ within noise of: the 95 % paired interval of the perplexity difference over the same "
+    "eval windows holds zero"
+)
 
 
 def columns() -> list[tuple[str, str]]:
@@ -24,7 +34,24 @@ def columns() -> list[tuple[str, str]]:
         out.append((info.key, info.header))
         if metric is Metric.PPL:
             out.append((PROXY_PPL, "proxy ppl"))
+            out.append((PPL_CI, "ppl 95% CI"))
+    out.append((NOISE, "within noise of"))
     return out
+
+
+def _ci_text(p: PointResult, ppl: MetricInfo) -> str:
+    m = p.measured or {}
+    low, high = m.get("ppl_low"), m.get("ppl_high")
+    if low is None or high is None:
+        return ""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "unbounded (1 window)"
+    return f"{ppl.format(low)}–{ppl.format(high)}"
+
+
+def _noise_text(p: PointResult) -> str:
+    same = (p.measured or {}).get("within_noise_of")
+    return "≈ " + ", ".join(same) if same else ""
 
 
 def table_rows(result: StudyResult) -> list[dict[str, str]]:
@@ -37,6 +64,8 @@ def table_rows(result: StudyResult) -> list[dict[str, str]]:
         for info in METRICS.values():
             row[info.key] = info.format(stored_value(p.metrics, info, scenario))
         row[PROXY_PPL] = ppl.format(p.proxy.get("ppl"))
+        row[PPL_CI] = _ci_text(p, ppl)
+        row[NOISE] = _noise_text(p)
         row["file"] = "" if p.config is None else p.config.rsplit("/", 1)[-1]
         rows.append(row)
     return rows
@@ -50,7 +79,7 @@ def front_table(result: StudyResult) -> Table:
     t = Table(
         title=f"Pareto front — {result.model_name}, scenario {scenario!r} "
         f"(ppl measured; float ppl {result.float_ppl:.3f})",
-        caption="◆ uniform baseline",
+        caption=f"◆ uniform baseline; {NOISE_NOTE}",
         title_justify="left",
         caption_justify="left",
         expand=True,

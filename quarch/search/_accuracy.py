@@ -38,7 +38,9 @@ from quarch.search._study import AccuracySettings
 
 @dataclass(frozen=True, kw_only=True)
 class Measured:
-    """One perplexity measurement on the eval windows (GPTQ protocol, first N windows)."""
+    """One perplexity measurement on the eval windows (GPTQ protocol, first N windows), with
+    each window's mean NLL and the 95 % interval of the perplexity over windows
+    (`quarch.eval.ppl_interval`); intervals of differences pair these window NLLs."""
 
     ppl: float
     nll: float
@@ -46,9 +48,20 @@ class Measured:
     seqlen: int
     num_tokens: int
     wall_s: float
+    window_nll: tuple[float, ...] = ()
+    ppl_low: float = math.nan
+    ppl_high: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["window_nll"] = list(self.window_nll)
+        return out
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Measured:
+        d = dict(data)
+        d["window_nll"] = tuple(float(x) for x in d.get("window_nll", ()))
+        return Measured(**d)
 
 
 def _rtn_only(space: DesignSpace, design: Design) -> bool:
@@ -126,9 +139,12 @@ class AccuracyLab:
     def measure(self, space: DesignSpace, design: Design) -> Measured:
         """Real perplexity of a design on the eval windows."""
         t0 = time.perf_counter()
+        from quarch.eval import ppl_interval, window_nlls
+
         with self.applied(space, design):
-            nll = self.mean_nll(self.eval_windows)
+            nll, per_window = window_nlls(self.model, self.eval_windows, batch_size=4)
         w = self.eval_windows
+        interval = ppl_interval(per_window)
         return Measured(
             ppl=math.exp(nll),
             nll=nll,
@@ -136,6 +152,9 @@ class AccuracyLab:
             seqlen=int(w.shape[1]),
             num_tokens=int(w.shape[0] * (w.shape[1] - 1)),
             wall_s=time.perf_counter() - t0,
+            window_nll=per_window,
+            ppl_low=float(interval["low"]),
+            ppl_high=float(interval["high"]),
         )
 
     # ---- applying designs -------------------------------------------------------------

@@ -1,5 +1,12 @@
 """Turning a finished run's live objects (space, proxy table, performance model, points) into
-the plain-data `StudyResult` that `explore` returns and stores."""
+the plain-data `StudyResult` that `explore` returns and stores.
+
+Noise marks: every measured point's `measured` record carries its perplexity interval
+(`ppl_low`, `ppl_high`, from its window NLLs) and `vs_float`, the perplexity ratio to the
+float model with its 95 % paired interval over the same windows (`quarch.eval.ratio_interval`);
+front points also carry `within_noise_of`, the other front points (and `float`) whose paired
+difference from them has an interval that holds zero: designs the measurement cannot tell
+apart."""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from quarch.search._result import (
     Sensitivity,
     StudyResult,
 )
+from quarch.search._study import FLOAT
 
 if TYPE_CHECKING:
     from quarch.search._explore import Point
@@ -40,7 +48,8 @@ def collect(
     timings: dict[str, float],
 ) -> StudyResult:
     """The study's result as data (see `quarch.search._result`)."""
-    records = tuple(_record(space, p, configs.get(p.key)) for p in points)
+    noise = noise_marks(points, front)
+    records = tuple(_record(space, p, configs.get(p.key), noise.get(p.key)) for p in points)
     hardware: dict[str, HardwareFacts] = {}
     for p in points:
         label = hardware_label(space, p.design)
@@ -63,7 +72,45 @@ def collect(
     )
 
 
-def _record(space: DesignSpace, p: Point, config: str | None) -> PointResult:
+def _is_float(p: Point) -> bool:
+    return all(v == FLOAT for k, v in p.design.items if not k.startswith("hw."))
+
+
+def noise_marks(points: list[Point], front: list[Point]) -> dict[str, dict[str, Any]]:
+    """Per measured point's key: `vs_float` (ratio to float with its paired interval) and, for
+    front points, `within_noise_of` (see the module doc)."""
+    from quarch.eval import paired_interval, ratio_interval
+
+    measured = [p for p in points if p.measured is not None and p.measured.window_nll]
+    ref = next((p for p in measured if p.baseline and _is_float(p)), None)
+    out: dict[str, dict[str, Any]] = {}
+    for p in measured:
+        assert p.measured is not None
+        if ref is not None and ref.measured is not None and not _is_float(p):
+            out[p.key] = {
+                "vs_float": ratio_interval(p.measured.window_nll, ref.measured.window_nll)
+            }
+    fronts = [p for p in front if p.measured is not None and p.measured.window_nll]
+    for p in fronts:
+        assert p.measured is not None
+        same: list[str] = []
+        for q in fronts:
+            assert q.measured is not None
+            if (
+                q.key != p.key
+                and paired_interval(p.measured.window_nll, q.measured.window_nll).contains_zero
+            ):
+                same.append(q.name)
+        vs = out.get(p.key, {}).get("vs_float")
+        if ref is not None and ref.name not in same and vs is not None and vs["within_noise"]:
+            same.append(ref.name)
+        out.setdefault(p.key, {})["within_noise_of"] = same
+    return out
+
+
+def _record(
+    space: DesignSpace, p: Point, config: str | None, noise: dict[str, Any] | None = None
+) -> PointResult:
     layers = tuple(
         LayerFormats(attn=a, mlp=m, act=x, kv=k) for a, m, x, k in space.layer_choices(p.design)
     )
@@ -79,7 +126,7 @@ def _record(space: DesignSpace, p: Point, config: str | None) -> PointResult:
         layers=layers,
         proxy=dict(p.proxy.metrics),
         feasible=p.best.feasible,
-        measured=None if p.measured is None else p.measured.to_dict(),
+        measured=None if p.measured is None else {**p.measured.to_dict(), **(noise or {})},
         final=None if final is None else dict(final.metrics),
         perf={} if final is None else {s: m.to_dict() for s, m in final.perf.items()},
         config=config,

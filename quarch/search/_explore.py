@@ -132,8 +132,9 @@ def _load_measured(path: Path, lab: AccuracyLab) -> dict[str, Measured]:
     w = lab.eval_windows
     out = {}
     for key, m in data.items():
-        if m.get("num_windows") == w.shape[0] and m.get("seqlen") == w.shape[1]:
-            out[key] = Measured(**m)
+        same = m.get("num_windows") == w.shape[0] and m.get("seqlen") == w.shape[1]
+        if same and len(m.get("window_nll", ())) == w.shape[0]:  # older files lack windows
+            out[key] = Measured.from_dict(m)
     return out
 
 

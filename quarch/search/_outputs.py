@@ -17,14 +17,45 @@ if TYPE_CHECKING:
     from quarch.search._study import StudySpec
 
 
+NOISE_COLUMNS = (
+    "ppl_low",
+    "ppl_high",
+    "vs_float",
+    "vs_float_low",
+    "vs_float_high",
+    "within_noise_of",
+)
+"""The interval columns of the front table (`_collect`'s noise marks): the measured
+perplexity's 95 % interval, the ratio to float with its paired interval, and the front points
+(and float) a point is within noise of (`;`-separated)."""
+
+
+def noise_values(point: PointResult) -> dict[str, Any]:
+    """A point's `NOISE_COLUMNS` (None where it was not measured, or measured without
+    windows)."""
+    m = point.measured or {}
+    vs = m.get("vs_float") or {}
+    same = m.get("within_noise_of")
+    return {
+        "ppl_low": m.get("ppl_low"),
+        "ppl_high": m.get("ppl_high"),
+        "vs_float": vs.get("ratio"),
+        "vs_float_low": vs.get("low"),
+        "vs_float_high": vs.get("high"),
+        "within_noise_of": None if same is None else ";".join(same),
+    }
+
+
 def row_values(result: StudyResult, point: PointResult) -> dict[str, Any]:
     """The table's metrics of a point by metric key (measured perplexity where there is one;
-    per-scenario metrics at the study's first scenario), plus `proxy_ppl`."""
+    per-scenario metrics at the study's first scenario), plus `proxy_ppl` and the
+    `NOISE_COLUMNS`."""
     scenario = result.scenarios[0]
     out: dict[str, Any] = {
         info.key: stored_value(point.metrics, info, scenario) for info in METRICS.values()
     }
     out["proxy_ppl"] = point.proxy.get("ppl")
+    out.update(noise_values(point))
     return out
 
 
@@ -104,10 +135,19 @@ def _write_csv(result: StudyResult, path: Path) -> None:
     keys = [info.key for info in METRICS.values()]
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["point", "baseline", "config", *keys, "proxy_ppl", "design"])
+        w.writerow(["point", "baseline", "config", *keys, "proxy_ppl", *NOISE_COLUMNS, "design"])
         for p in result.front_points:
             r = row_values(result, p)
             config = result.config_path(p) or p.config
+            noise = [r[k] for k in NOISE_COLUMNS]
             w.writerow(
-                [p.name, p.baseline, config, *[r[k] for k in keys], r["proxy_ppl"], p.summary]
+                [
+                    p.name,
+                    p.baseline,
+                    config,
+                    *[r[k] for k in keys],
+                    r["proxy_ppl"],
+                    *noise,
+                    p.summary,
+                ]
             )

@@ -31,6 +31,7 @@ space:
 objectives: [ppl, tpot, memory]   # ppl, bits, tpot, ttft, memory, energy, cost; `tpot@serve`
 constraints: {fits_memory: true, tpot_slo_s: null, ppl_max_increase: null}
 search: {sampler: nsga2, trials: 200, seed: 0, population: 40, storage: null}
+# sampler: nsga2 | nsga3 | gp | tpe | random | grid | exact (the additive proxy's exact front)
 accuracy:
   text: builtin                # builtin (quarch.eval's corpus) or a text file path
   eval_seqlen: 256             # final perplexity: GPTQ protocol on the eval part ...
@@ -123,8 +124,11 @@ def study_from_dict(data: Mapping[str, Any]) -> StudySpec:
     accuracy = _accuracy(f.take("accuracy", None))
     f.done()
     ranges = [p.name for p in hardware.template or () if p.low is not None]
-    if search.sampler is Sampler.GRID and ranges:
-        raise ValueError(f"search.sampler: grid cannot sample hardware.template ranges {ranges}")
+    if search.sampler in (Sampler.GRID, Sampler.EXACT) and ranges:
+        raise ValueError(
+            f"search.sampler: {search.sampler.value} cannot sample hardware.template ranges "
+            f"{ranges}"
+        )
     if any(o.metric is Metric.COST for o in objectives):
         _check_priced(hardware)
     return StudySpec(

@@ -28,6 +28,12 @@ through the origin) on the uniform baselines, which are measured for real on the
 before the search: it absorbs both the shift from the sensitivity windows to the eval windows
 and the compounding (or cancelling) of errors when every group is quantized at once, which a
 plain sum misses. Without baselines of a kind, α = 1. Clamped to [0, 10] against noise.
+
+**Pair terms.** Where two slots of one layer group interact (their joint cost is not the sum
+of their single costs, `_additivity` measures where), the table may hold a measured pair term
+`cost(pair) − cost(a) − cost(b)` for that pair of choices; a design holding both choices adds
+it, half to each slot's kind. Pair terms within a group keep the proxy a sum of per-group
+terms, so the exact solver (`_exact`) stays exact.
 """
 
 from __future__ import annotations
@@ -103,10 +109,18 @@ class ProxyTable:
     signal: str = "kl"  # "kl" or "nll": which cost the proxy sums
     eval_float_nll: float | None = None
     alpha: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 1.0))
+    # pair_key -> measured interaction (Δ NLL term, KL term), nats/token
+    pairs: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @staticmethod
     def key(slot: str, choice: str) -> str:
         return f"{slot}={choice}"
+
+    @staticmethod
+    def pair_key(a: tuple[str, str], b: tuple[str, str]) -> str:
+        """The key of a pair of (slot, choice), in slot order: `w.l0-9.attn=int8|a.l0-9=fp8`."""
+        first, second = sorted((a, b))
+        return f"{ProxyTable.key(*first)}|{ProxyTable.key(*second)}"
 
     def cost(self, slot: str, choice: str) -> float:
         e = self.entries[self.key(slot, choice)]
@@ -115,10 +129,20 @@ class ProxyTable:
     def deltas(self, design: Design) -> dict[str, float]:
         """Σ cost per slot kind over the design's non-float slot choices."""
         out = dict.fromkeys(KINDS, 0.0)
+        chosen = []
         for slot, choice in design.items:
             if slot.startswith("hw.") or choice == FLOAT:
                 continue
             out[slot_kind(slot)] += self.cost(slot, choice)
+            chosen.append((slot, choice))
+        if self.pairs:
+            for i, a in enumerate(chosen):
+                for b in chosen[i + 1 :]:
+                    terms = self.pairs.get(self.pair_key(a, b))
+                    if terms is not None:
+                        term = terms[1] if self.signal == "kl" else terms[0]
+                        out[slot_kind(a[0])] += term / 2
+                        out[slot_kind(b[0])] += term / 2
         return out
 
     def proxy_nll(self, design: Design) -> float:
@@ -149,7 +173,11 @@ class ProxyTable:
     # ---- files ----------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "entries": [dict(e.__dict__) for e in self.entries.values()]}
+        return {
+            **self.__dict__,
+            "entries": [dict(e.__dict__) for e in self.entries.values()],
+            "pairs": {k: list(v) for k, v in self.pairs.items()},
+        }
 
     @staticmethod
     def from_dict(data: Mapping[str, Any]) -> ProxyTable:
@@ -164,6 +192,9 @@ class ProxyTable:
             eval_float_nll=data.get("eval_float_nll"),
             alpha=dict(data.get("alpha") or dict.fromkeys(KINDS, 1.0)),
             signal=str(data.get("signal", "kl")),
+            pairs={
+                str(k): (float(v[0]), float(v[1])) for k, v in (data.get("pairs") or {}).items()
+            },
         )
 
     def save(self, path: Path) -> None:

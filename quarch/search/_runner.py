@@ -10,9 +10,12 @@
   until `trials` trials are stored in all. Optuna's own RDB path writes each sampled parameter
   in its own transaction, dozens per trial: the in-memory study avoids that cost, which is
   larger than the whole proxy evaluation.
-- **Samplers**: NSGA-II (default), TPE, random, grid (categorical spaces only). Constraint
-  values are set on each trial (`Trial.set_constraint`); NSGA-II and TPE prefer feasible
-  designs by them.
+- **Samplers**: NSGA-II (default), NSGA-III (reference points, for 3+ objectives; Deb & Jain,
+  IEEE TEC 18(4) 2014), GP (Optuna's Gaussian-process sampler), TPE, random, grid (categorical
+  spaces only), and `exact`: the exact Pareto front of the additive proxy (`_exact`) is
+  enqueued first (thinned to the trial budget when larger), and NSGA-II, which sees those
+  trials as its history, samples any trials left. Constraint values are set on each trial
+  (`Trial.set_constraint`); NSGA-II/III and TPE prefer feasible designs by them.
 - **Seeds**: the uniform baselines that lie inside the space are enqueued first (unless stored
   already), so every sampler starts from them and the front is always compared with them.
 - **Workers**: `workers > 1` starts that many processes on this machine (the main one included).
@@ -34,6 +37,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,8 +126,18 @@ def make_sampler(
     """The study's sampler; `seed_offset` differs per run and worker so they do not repeat."""
     seed = settings.seed + seed_offset
     match settings.sampler:
-        case Sampler.NSGA2:
+        case Sampler.NSGA2 | Sampler.EXACT:
             return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)
+        case Sampler.NSGA3:
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2; stable since
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.NSGAIIISampler(
+                    population_size=settings.population, seed=seed
+                )
+        case Sampler.GP:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.samplers.GPSampler(seed=seed)
         case Sampler.TPE:
             return optuna.samplers.TPESampler(seed=seed)
         case Sampler.RANDOM:
@@ -249,6 +263,20 @@ def enqueue_seeds(
     return n
 
 
+def enqueue_exact(study: optuna.Study, evaluator: Evaluator, stored: set[str], room: int) -> int:
+    """Enqueue the exact front of the additive proxy (`_exact.exact_front`), thinned to `room`
+    designs when larger, skipping designs in `stored` (design keys); returns how many."""
+    from quarch.search._exact import exact_front, thin
+
+    front = exact_front(evaluator)
+    fresh = [i for i, d in enumerate(front.designs) if d.key not in stored]
+    chosen = thin([front.evaluations[i] for i in fresh], max(room, 0))
+    for j in chosen:
+        design = front.designs[fresh[j]]
+        study.enqueue_trial(evaluator.space.sampled(design), user_attrs={"exact": True})
+    return len(chosen)
+
+
 def _optimize(
     mirror: _Mirror,
     objective: _Objective,
@@ -334,7 +362,10 @@ def run_search(
     sampler = make_sampler(settings, space, seed_offset=offset)
     mirror = _Mirror(stored, sampler, lock, names)
     keys = {str(t.user_attrs.get("key")) for t in stored.get_trials(deepcopy=False)}
-    enqueue_seeds(mirror.memory, space, seeds, keys)
+    n_seeds = enqueue_seeds(mirror.memory, space, seeds, keys)
+    if settings.sampler is Sampler.EXACT:
+        seed_keys = {d.key for _, d in seeds}
+        enqueue_exact(mirror.memory, evaluator, keys | seed_keys, total - done - n_seeds)
     ctx = multiprocessing.get_context("spawn")
     events = [ctx.Event() for _ in range(1, workers)]
     procs = [

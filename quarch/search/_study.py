@@ -24,9 +24,12 @@ class Sampler(StrEnum):
     """Optuna samplers a study can use."""
 
     NSGA2 = "nsga2"
+    NSGA3 = "nsga3"  # reference-point NSGA-III, for 3+ objectives
+    GP = "gp"  # Gaussian-process Bayesian optimisation (slow per trial; small budgets)
     TPE = "tpe"
     RANDOM = "random"
     GRID = "grid"
+    EXACT = "exact"  # the exact front of the additive proxy first (`_exact`), then NSGA-II
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,7 @@ def _run(tmp_path: Path, spec, evaluator, trials: int, **kw) -> optuna.Study:
     )
 
 
-@pytest.mark.parametrize("sampler", ["nsga2", "tpe", "random", "grid"])
+@pytest.mark.parametrize("sampler", ["nsga2", "nsga3", "tpe", "random", "grid", "exact"])
 def test_every_sampler_runs_and_starts_from_the_baselines(tmp_path: Path, sampler: str) -> None:
     spec, ev = synthetic({"search": {"sampler": sampler, "trials": 14, "population": 4}})
     study = _run(tmp_path, spec, ev, 14)
