@@ -12,6 +12,14 @@ from quarch.eval._corpus import (
     text_from_file,
 )
 from quarch.eval._divergence import kl_to_reference, reference_logits
+from quarch.eval._domains import (
+    CALIBRATION_DOMAINS,
+    EVAL_DOMAINS,
+    Domain,
+    calibration_mix,
+    domain_text,
+    eval_texts,
+)
 from quarch.eval._interval import (
     CONFIDENCE,
     MeanInterval,
@@ -43,20 +51,26 @@ from quarch.eval._scores import NextTokenReference, kl_divergence, token_nlls, w
 from quarch.eval._tasks import LM_EVAL_EXTRA, evaluate_tasks
 
 __all__ = [
+    "CALIBRATION_DOMAINS",
     "CONFIDENCE",
     "DTYPES",
+    "EVAL_DOMAINS",
     "KNOWN_DATASETS",
     "LM_EVAL_EXTRA",
     "PROTOCOL",
+    "Domain",
     "EvalText",
     "MeanInterval",
     "NextTokenReference",
     "PerplexityResult",
     "TextPart",
     "builtin_text",
+    "calibration_mix",
     "calibration_windows",
     "dataset_text",
+    "domain_text",
     "eval_record",
+    "eval_texts",
     "evaluate_tasks",
     "kl_divergence",
     "kl_to_reference",

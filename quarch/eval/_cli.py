@@ -50,6 +50,7 @@ def eval_verb(
 ) -> None:
     """Perplexity of a model on a text (GPTQ protocol: non-overlapping windows)."""
     from quarch.eval import print_eval, run_eval
+    from quarch.eval._pipeline import domain_rows
 
     with user_errors(ImportError):
         names = [t.strip() for t in tasks.split(",")] if tasks is not None else []
@@ -72,7 +73,8 @@ def eval_verb(
     if as_json:
         typer.echo(json.dumps(record, indent=2))
     else:
-        print_eval(record, {"tasks": record["tasks"]} if "tasks" in record else None)
+        rows = domain_rows(record) | ({"tasks": record["tasks"]} if "tasks" in record else {})
+        print_eval(record, rows)
 
 
 def register(app: typer.Typer) -> None:

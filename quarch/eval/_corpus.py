@@ -1,14 +1,18 @@
-"""Texts to evaluate and calibrate on: a built-in English corpus, a file, or a cached dataset.
+"""Texts to evaluate and calibrate on: the built-in corpus, a file, or a cached dataset.
 
-The built-in corpus needs no download on any machine that has Python: it is the prose of the
-Python Language Reference and the built-in types chapter that CPython ships as
-`pydoc_data.topics` (the text behind `help("assignment")`). It is assembled deterministically:
-topics in sorted order, each topic split into blank-line-separated blocks, only prose blocks kept
-(no code, no grammar productions, no headings), whitespace normalised, duplicate paragraphs
-dropped. Topics are then dealt into an evaluation part and a calibration part (every third topic
-goes to calibration), and a calibration paragraph that shares any run of `_SHINGLE_WORDS` words
-with the evaluation part is dropped, so the two parts never overlap. The text depends on the
-Python version, which is in its name; its sha256 says exactly which text a result used.
+The built-in corpus needs no download: its domains (see `_domains`) are the prose of the Python
+Language Reference that CPython ships as `pydoc_data.topics` (the text behind
+`help("assignment")`) and four redistributable texts shipped in `quarch/eval/data`. By default
+quantization calibrates on a mix of three domains and is evaluated on two others
+(`builtin_text("calibration")` and `builtin_text("eval")`).
+
+The Python reference is assembled deterministically: topics in sorted order, each topic split
+into blank-line-separated blocks, only prose blocks kept (no code, no grammar productions, no
+headings), whitespace normalised, duplicate paragraphs dropped. Topics are then dealt into an
+evaluation part and a calibration part (every third topic goes to calibration), and a
+calibration paragraph that shares any run of `_SHINGLE_WORDS` words with the evaluation part is
+dropped, so the two parts never overlap. The text depends on the Python version, which is in its
+name; its sha256 says exactly which text a result used.
 """
 
 from __future__ import annotations
@@ -71,13 +75,14 @@ def _is_prose(block: str) -> bool:
     return letters / len(chars) >= _MIN_LETTER_FRACTION
 
 
-def _shingles(text: str) -> set[str]:
+def shingles(text: str) -> set[str]:
+    """Every run of `_SHINGLE_WORDS` consecutive words of `text`."""
     words = text.split()
     n = _SHINGLE_WORDS
     return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def _reference_paragraphs() -> tuple[list[str], list[str]]:
+def reference_paragraphs() -> tuple[list[str], list[str]]:
     """The evaluation and calibration paragraphs of the built-in corpus, in order."""
     try:
         from pydoc_data.topics import topics
@@ -95,37 +100,54 @@ def _reference_paragraphs() -> tuple[list[str], list[str]]:
             if _is_prose(block) and paragraph not in seen:
                 seen.add(paragraph)
                 parts[part].append(paragraph)
-    eval_shingles = _shingles("\n".join(parts[TextPart.EVAL]))
-    calibration = [p for p in parts[TextPart.CALIBRATION] if not (_shingles(p) & eval_shingles)]
+    eval_shingles = shingles("\n".join(parts[TextPart.EVAL]))
+    calibration = [p for p in parts[TextPart.CALIBRATION] if not (shingles(p) & eval_shingles)]
     return parts[TextPart.EVAL], calibration
 
 
-def builtin_text(part: TextPart | str = TextPart.EVAL) -> EvalText:
-    """The built-in English corpus (Python reference prose), evaluation or calibration part.
+def reference_version() -> str:
+    """The Python version whose reference prose `reference_paragraphs` returns."""
+    return ".".join(str(v) for v in sys.version_info[:3])
 
-    Args:
-        part: `eval` or `calibration`; the two parts share no paragraph and no run of 12 words.
 
-    Returns:
-        The part as an `EvalText` named `python-<version>-reference:<part>`.
+def text_part(part: TextPart | str) -> TextPart:
+    """A `TextPart` by name.
 
     Raises:
-        ValueError: `part` is not a `TextPart`, or this Python has no `pydoc_data`.
+        ValueError: not a part name.
     """
     try:
-        which = TextPart(part)
+        return TextPart(part)
     except ValueError:
         raise ValueError(
-            f"unknown text part {part!r}; valid: {', '.join(p.value for p in TextPart)}"
+            f"unknown text part {str(part)[:40]!r}; valid: {', '.join(p.value for p in TextPart)}"
         ) from None
-    eval_paragraphs, calibration_paragraphs = _reference_paragraphs()
+
+
+def builtin_text(part: TextPart | str = TextPart.EVAL, domain: str | None = None) -> EvalText:
+    """A text of the built-in corpus.
+
+    Args:
+        part: `eval` or `calibration`.
+        domain: None for the default cross-domain protocol: `eval` is the Python reference's
+            evaluation part (named `python-<version>-reference:eval`), `calibration` the mix of
+            the calibration domains (`devil+jargon+wordnet:calibration`), which shares no
+            domain with any evaluation domain. A domain name gives that domain's own part
+            (the in-domain protocol; its two parts share no paragraph and no run of 12 words).
+
+    Raises:
+        ValueError: `part` or `domain` is unknown, or this Python has no `pydoc_data`.
+    """
+    from quarch.eval import _domains
+
+    which = text_part(part)
+    if domain is not None:
+        return _domains.domain_text(domain, which)
     match which:
         case TextPart.EVAL:
-            paragraphs = eval_paragraphs
+            return _domains.domain_text(_domains.Domain.PYTHON_REFERENCE, which)
         case TextPart.CALIBRATION:
-            paragraphs = calibration_paragraphs
-    version = ".".join(str(v) for v in sys.version_info[:3])
-    return EvalText(name=f"python-{version}-reference:{which.value}", text="\n\n".join(paragraphs))
+            return _domains.calibration_mix()
 
 
 def text_from_file(path: str | Path) -> EvalText:

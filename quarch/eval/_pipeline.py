@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from quarch.eval._corpus import EvalText
     from quarch.eval._perplexity import PerplexityResult
     from quarch.models import LoadedModel
 
@@ -83,21 +84,22 @@ def run_eval(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Load a model, measure its perplexity (and lm-eval tasks); the record `quarch eval --json`
-    prints (task scores under `tasks`). `device`: cpu, cuda[:N] or mps; `dtype` None: bfloat16
-    on GPUs, float32 on the CPU (`quarch._device`).
+    prints (task scores under `tasks`). Without a text file or dataset, perplexity is measured
+    on every evaluation domain of the built-in corpus: `domains` holds each result by domain
+    name and `perplexity` the first's (the Python reference). `device`: cpu, cuda[:N] or mps;
+    `dtype` None: bfloat16 on GPUs, float32 on the CPU (`quarch._device`).
 
     Raises:
         ValueError / ImportError: bad arguments, a missing model or text, a missing harness.
     """
     from quarch.eval import _tasks
-    from quarch.eval._corpus import select_text
     from quarch.eval._perplexity import perplexity
     from quarch.models import load_model
 
     names = list(tasks or [])
     if names:
         _tasks.require_harness()
-    text = select_text(text_file=text_file, dataset=dataset)
+    texts = domain_texts(text_file=text_file, dataset=dataset)
     from quarch._device import device_and_dtype
 
     dev, torch_dtype = device_and_dtype(device, dtype)
@@ -108,16 +110,42 @@ def run_eval(
             loaded.model, loaded.tokenizer, names, limit=task_limit, batch_size=batch_size
         )
         extra = {"tasks": scores}
-    result = perplexity(
-        loaded.model,
-        loaded.tokenizer,
-        text,
-        seqlen=seqlen,
-        max_windows=max_windows,
-        batch_size=batch_size,
-        progress=progress,
-    )
-    return eval_record(loaded, result, extra)
+    results = {
+        name: perplexity(
+            loaded.model,
+            loaded.tokenizer,
+            text,
+            seqlen=seqlen,
+            max_windows=max_windows,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        for name, text in texts.items()
+    }
+    record = eval_record(loaded, next(iter(results.values())), extra)
+    if len(results) > 1:
+        record["domains"] = {name: asdict(r) for name, r in results.items()}
+    return record
+
+
+def domain_texts(*, text_file: Path | None, dataset: str | None) -> dict[str, EvalText]:
+    """The texts to evaluate on, by name: the file or dataset asked for, else every evaluation
+    domain of the built-in corpus (the first is the one `perplexity` fields report)."""
+    from quarch.eval._corpus import select_text
+    from quarch.eval._domains import eval_texts
+
+    if text_file is None and dataset is None:
+        return eval_texts()
+    text = select_text(text_file=text_file, dataset=dataset)
+    return {text.name: text}
+
+
+def domain_rows(record: dict[str, Any]) -> dict[str, str]:
+    """Table rows `perplexity (<domain>)` for a record with per-domain results, else none."""
+    return {
+        f"perplexity ({name})": f"{result['ppl']:.3f}"
+        for name, result in record.get("domains", {}).items()
+    }
 
 
 def print_eval(record: dict[str, Any], rows: dict[str, Any] | None = None) -> None:

@@ -87,6 +87,7 @@ def _print_quantize(record: dict[str, Any]) -> None:
     from rich.table import Table
 
     from quarch.eval import print_eval
+    from quarch.eval._pipeline import domain_rows
 
     if "float_perplexity" in record:
         print_eval({**record, "perplexity": record["float_perplexity"]}, {"quant": "float"})
@@ -105,7 +106,7 @@ def _print_quantize(record: dict[str, Any]) -> None:
         table.add_row(str(n), *(str(k or "") for k in key))
     Console(stderr=True).print(table)
     extra = {"bits_per_weight": round(quant["bits_per_weight"], 4), "quantize_s": quant["time_s"]}
-    print_eval(record, extra)
+    print_eval(record, extra | domain_rows(record))
 
 
 def quantize_verb(

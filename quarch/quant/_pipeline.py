@@ -87,7 +87,8 @@ def run_quantize(
         calib: (windows, seqlen, text file or None) of the calibration set, used when a method
             needs calibration.
         eval_seqlen, eval_windows: perplexity windows (all windows when None).
-        text_file, dataset: the evaluation text (default: the built-in one).
+        text_file, dataset: the evaluation text (default: every evaluation domain of the
+            built-in corpus, each under `domains`; the top-level fields are the first's).
         dtype: weight dtype (`float32`, `bfloat16`, `float16`; None: bfloat16 on GPUs,
             float32 on the CPU).
         device: `cpu`, `cuda[:N]` or `mps` (refused when this machine lacks it).
@@ -100,35 +101,53 @@ def run_quantize(
         `wall_s` (with `baseline`, also `float_perplexity`).
     """
     from quarch._device import device_and_dtype
-    from quarch.eval import eval_record, perplexity, ratio_interval, select_text
+    from quarch.eval import eval_record, perplexity, ratio_interval
+    from quarch.eval._pipeline import domain_texts
     from quarch.models import load_model
     from quarch.quant._apply import apply_config
 
     t0 = time.perf_counter()
     samples, calib_seqlen, calib_file = calib
     dev, torch_dtype = device_and_dtype(device, dtype)
-    text = select_text(text_file=text_file, dataset=dataset)
+    texts = domain_texts(text_file=text_file, dataset=dataset)
     loaded = load_model(model, dtype=torch_dtype, device=dev)
 
-    def measure() -> Any:
-        return perplexity(
-            loaded.model,
-            loaded.tokenizer,
-            text,
-            seqlen=eval_seqlen,
-            max_windows=eval_windows,
-            progress=progress,
-        )
+    def measure_all() -> dict[str, Any]:
+        return {
+            name: perplexity(
+                loaded.model,
+                loaded.tokenizer,
+                text,
+                seqlen=eval_seqlen,
+                max_windows=eval_windows,
+                progress=progress,
+            )
+            for name, text in texts.items()
+        }
 
-    base = measure() if baseline else None
+    bases = measure_all() if baseline else None
+    base = None if bases is None else next(iter(bases.values()))
     calib_text = None
     windows = None
     if needs_calibration(config):
         calib_text = calibration_text(dataset=dataset, calib_text_file=calib_file)
         windows = _windows(loaded, calib_text, samples, calib_seqlen, config.seed)
     report = apply_config(loaded.model, config, calib_windows=windows, progress=progress)
-    result = measure()
+    results = measure_all()
+    result = next(iter(results.values()))
     record = eval_record(loaded, result)
+    if len(results) > 1:
+        record["domains"] = {
+            name: {
+                **asdict(r),
+                "float_ppl": None if bases is None else bases[name].ppl,
+                "ppl_ratio": None if bases is None else r.ppl / bases[name].ppl,
+                "ppl_ratio_interval": None
+                if bases is None
+                else ratio_interval(r.window_nll, bases[name].window_nll),
+            }
+            for name, r in results.items()
+        }
     record["quantization"] = report.to_dict()
     record["calibration"] = _calibration_record(calib_text, samples, calib_seqlen, config.seed)
     record["float_ppl"] = None if base is None else base.ppl

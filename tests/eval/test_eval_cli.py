@@ -96,3 +96,18 @@ def test_eval_errors(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_eval_reports_every_evaluation_domain(app: typer.Typer, model_dir: Path) -> None:
+    args = ["eval", "--model", str(model_dir), "--seqlen", "32", "--max-windows", "2"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    domains = record["domains"]
+    assert list(domains) == ["python-reference", "kjv"]
+    assert domains["kjv"]["text_name"] == "kjv:eval" and domains["kjv"]["num_windows"] == 2
+    assert domains["python-reference"] == record["perplexity"]  # the first is the headline
+    assert domains["kjv"]["text_sha256"] != record["perplexity"]["text_sha256"]
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0, table.output
+    assert "perplexity (kjv)" in table.stdout and "perplexity (python-reference)" in table.stdout

@@ -25,14 +25,15 @@ def _word_runs(text: str, n: int = 12) -> set[str]:
 
 @pytest.fixture(scope="module")
 def parts() -> tuple[EvalText, EvalText]:
-    return builtin_text("eval"), builtin_text(TextPart.CALIBRATION)
+    return builtin_text("eval"), builtin_text(TextPart.CALIBRATION, "python-reference")
 
 
 def test_builtin_text_is_deterministic(parts: tuple[EvalText, EvalText]) -> None:
     evaluation, calibration = parts
     again = builtin_text()
     assert again == evaluation and again.sha256 == evaluation.sha256
-    assert builtin_text("calibration").sha256 == calibration.sha256
+    assert builtin_text("eval", "python-reference") == evaluation
+    assert builtin_text("calibration", "python-reference").sha256 == calibration.sha256
     version = ".".join(str(v) for v in sys.version_info[:3])
     assert evaluation.name == f"python-{version}-reference:eval"
     assert calibration.name == f"python-{version}-reference:calibration"

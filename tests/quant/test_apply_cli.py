@@ -66,6 +66,14 @@ def test_quantize_writes_a_reproducible_record(model_dir: Path, tmp_path: Path) 
     # int4_g32 with fp32 scales = 5 bits (docs/formats.md); LM head untouched
     assert record["quantization"]["bits_per_weight"] == pytest.approx(5.0)
     assert record["ppl_ratio"] == pytest.approx(record["perplexity"]["ppl"] / record["float_ppl"])
+    # calibrated on the mix of calibration domains, measured on each evaluation domain
+    assert record["calibration"]["text_name"] == "devil+jargon+wordnet:calibration"
+    domains = record["domains"]
+    assert list(domains) == ["python-reference", "kjv"]
+    assert domains["python-reference"]["ppl"] == record["perplexity"]["ppl"]
+    kjv = domains["kjv"]
+    assert kjv["text_name"] == "kjv:eval" and kjv["num_windows"] == 2
+    assert kjv["ppl_ratio"] == pytest.approx(kjv["ppl"] / kjv["float_ppl"])
 
 
 def test_quantize_reports_user_errors(model_dir: Path) -> None:
