@@ -331,7 +331,9 @@ def _check_value(p: Param, value: Any) -> Any:
 
 def build_space(study: StudySpec, layout: ModelLayout) -> DesignSpace:
     """The study's space over a model with this layout."""
-    options: dict[str, WeightOption] = {}
+    # float is always an option: the float reference (the first baseline) is measured even when
+    # no group may choose float weights
+    options = {FLOAT: WeightOption(label=FLOAT, format=None, method=MethodVariant(name="rtn"))}
     groups = resolve_groups(study.space, layout.num_layers, options)
     return DesignSpace(
         layout=layout,
