@@ -1,7 +1,8 @@
 """What every `quarch` verb shares: the one way a user error ends a command.
 
 A verb calls the Python API inside `with user_errors():`; a `ValueError`, `TypeError` or
-`FileNotFoundError` from it (bad input, by the API's contract) becomes one red line
+`FileNotFoundError` from it (bad input, by the API's contract), or any other `OSError` (a full
+disk, a read-only directory: the machine's refusal, not a bug), becomes one red line
 `error: <message>` on stderr and exit code 2, never a traceback. A verb that finds a problem
 itself raises `fail("...")`. The message goes through `rich.markup.escape`, so user text such as
 a file named `a[/x].yaml` prints as written instead of being read as rich markup.
@@ -65,6 +66,10 @@ def _message(problem: BaseException | str) -> str:
         return problem
     if isinstance(problem, FileNotFoundError) and problem.filename is not None:
         return f"no such file: {problem.filename}"
+    if isinstance(problem, OSError) and problem.strerror:
+        # the machine refused a read or write (full disk, permissions, file too large)
+        where = f": {problem.filename}" if problem.filename is not None else ""
+        return f"{problem.strerror}{where}"
     return str(problem) or type(problem).__name__
 
 
@@ -76,4 +81,6 @@ def user_errors(*also: type[Exception]) -> Iterator[None]:
     try:
         yield
     except caught as err:
+        raise fail(err) from None
+    except OSError as err:  # the file system, not a bug: one line, not a traceback
         raise fail(err) from None

@@ -15,7 +15,6 @@ Targets (`Target`):
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from quarch._atomic import staged_dir, writable_dir, writable_file, write_json
 from quarch.export._collect import Quantized, kv_formats_by_role, quantize_for_export
 from quarch.export._write import (
     SIDECAR,
@@ -145,6 +145,26 @@ def _linear_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
+def check_output(out_dir: str | Path, target: str | Target) -> Path:
+    """Refuse an output that cannot be written before any work: the checkpoint directory's
+    parent (or, for gguf, the .gguf file's directory) is created and proven writable; returns
+    `out_dir` as a path.
+
+    Raises:
+        ValueError: naming the path, when it is not writable or of the wrong kind.
+    """
+    out = Path(out_dir)
+    if Target.parse(target) is Target.GGUF:
+        from quarch.export._gguf import gguf_file
+
+        writable_file(gguf_file(out))
+    elif out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a directory")
+    else:
+        writable_dir(out if out.is_dir() else out.parent)
+    return out
+
+
 def export_model(
     loaded: Any,
     config: QuantConfig,
@@ -180,13 +200,29 @@ def export_model(
 
         require_library()
     _check_dtype(loaded.model)
-    out = Path(out_dir)
+    out = check_output(out_dir, tgt)
     if tgt is Target.GGUF:
         return _export_gguf(loaded, config, out, calib_windows, progress, t0)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a directory")
     q = quantize_for_export(loaded.model, config, calib_windows=calib_windows)
-    not_expressed, warnings = _write(tgt, loaded, q, out, progress)
+    with staged_dir(out, last=SIDECAR) as stage:  # whole files only; the sidecar moves last
+        record = _write_checkpoint(tgt, loaded, q, out, stage, config, progress, t0)
+    return record
+
+
+def _write_checkpoint(
+    tgt: Target,
+    loaded: Any,
+    q: Quantized,
+    out: Path,
+    stage: Path,
+    config: QuantConfig,
+    progress: Callable[[str, int], Callable[[], None]] | None,
+    t0: float,
+) -> ExportRecord:
+    """Write the checkpoint and its sidecar into `stage` (published as `out`)."""
+    not_expressed, warnings = _write(tgt, loaded, q, stage, progress)
     record = ExportRecord(
         target=tgt,
         out_dir=str(out),
@@ -198,15 +234,15 @@ def export_model(
         warnings=tuple(warnings),
         versions=_versions(),
     )
-    write_sidecar(out, record.to_dict())
-    files = written_files(out)
+    write_sidecar(stage, record.to_dict())
+    files = written_files(stage)
     record = dataclasses.replace(
         record,
         files=files,
-        bytes_written=sum((out / f).stat().st_size for f in files),
+        bytes_written=sum((stage / f).stat().st_size for f in files),
         time_s=time.perf_counter() - t0,
     )
-    write_sidecar(out, record.to_dict())
+    write_sidecar(stage, record.to_dict())
     return record
 
 
@@ -245,7 +281,7 @@ def _export_gguf(
         versions={**_versions(), **_gguf_version()},
         tensor_types=dict(written.types),
     )
-    sidecar.write_text(json.dumps(record.to_dict(), indent=2) + "\n", encoding="utf-8")
+    write_json(sidecar, record.to_dict())
     return record
 
 

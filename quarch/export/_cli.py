@@ -107,9 +107,11 @@ def run_export(
     import torch
 
     from quarch.export import Target, export_model
+    from quarch.export._api import check_output
     from quarch.models import TINY_MODELS, load_model, tiny_model
 
     Target.parse(target)  # an unknown target fails before the model loads
+    check_output(out, target)  # so does an output that cannot be written
     if model in TINY_MODELS:  # a study on a random tiny model (tests, examples)
         loaded = tiny_model(model, dtype=torch.float32)
     else:

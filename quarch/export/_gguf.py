@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from quarch._atomic import atomic_path
 from quarch.export._collect import ExportLayer, Quantized
 from quarch.formats import (
     Format,
@@ -251,7 +252,21 @@ def write_gguf(
     import gguf
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(path), ARCH)
+    with atomic_path(path) as tmp:  # never a partial .gguf under its final name
+        return _write_to(gguf, loaded, q, path, tmp, untie=untie, advance=advance)
+
+
+def _write_to(
+    gguf: Any,
+    loaded: Any,
+    q: Quantized,
+    path: Path,
+    tmp: Path,
+    *,
+    untie: bool,
+    advance: Callable[[], None] | None,
+) -> GgufWritten:
+    writer = gguf.GGUFWriter(str(tmp), ARCH)
     writer.add_name(str(getattr(loaded.model.config, "_name_or_path", "") or "quarch export"))
     heads, kv_heads = _write_hparams(writer, loaded.model)
     notes = _write_tokenizer(writer, str(getattr(loaded, "source", "")))

@@ -8,12 +8,13 @@ cannot express (run-time activation or KV-cache formats in a plain HF checkpoint
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from quarch._atomic import write_json
 
 SIDECAR = "quarch_export.json"
 
@@ -57,7 +58,7 @@ def save_checkpoint(
 
 def write_sidecar(out_dir: Path, record: Mapping[str, Any]) -> Path:
     path = out_dir / SIDECAR
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(path, record)
     return path
 
 

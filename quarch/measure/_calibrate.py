@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quarch._atomic import write_text
 from quarch.hardware import DeviceClass, Hardware, MemoryLevel, hardware_from_dict, is_catalog_name
 from quarch.measure._attention import time_attention
 from quarch.measure._bench import (
@@ -161,7 +162,7 @@ class CalibrationResult:
     def write(self, path: str | Path) -> Path:
         """Write the Hardware file to `path` and return it."""
         out = Path(path)
-        out.write_text(self.to_yaml(), encoding="utf-8")
+        write_text(out, self.to_yaml())
         return out
 
 

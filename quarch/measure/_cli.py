@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quarch._atomic import writable_file
 from quarch._cli_util import fail, user_errors
 
 if TYPE_CHECKING:
@@ -44,9 +45,8 @@ def calibrate_command(
     this machine, fit the perf model's rates and efficiency parameters, write a Hardware YAML."""
     from quarch.measure._calibrate import calibrate
 
-    if not out.parent.is_dir():  # before a minute of timing, not after
-        raise fail(f"--out {out}: there is no directory {out.parent}")
     with user_errors():
+        writable_file(out)  # before a minute of timing, not after
         result = calibrate(
             device, quick=quick, progress=not as_json, threads=threads, stat=stat, name=name
         )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quarch._atomic import atomic_path
 from quarch._yaml import load_yaml_file
 from quarch.hardware import Hardware, load_hardware
 from quarch.measure._bench import OpClass
@@ -336,6 +337,8 @@ def update_band(path: str | Path, report: ValidationReport) -> Path:
         f"threads, statistic {report.stat.value}, load average {max(report.load[:2]):.1f} on "
         f"{report.load[2]} CPUs",
     }
-    file.write_text(to_yaml(doc), encoding="utf-8")
-    load_hardware(file)
+    text = to_yaml(doc)
+    with atomic_path(file) as tmp:  # checked before it replaces the valid file
+        tmp.write_text(text, encoding="utf-8")
+        load_hardware(tmp)
     return file

@@ -93,11 +93,13 @@ def _predict(
     from quarch.hardware import load_hardware
     from quarch.models import load_model_spec
     from quarch.perf._predict import predict
-    from quarch.perf._scenario import Scenario
+    from quarch.perf._scenario import Scenario, check_context
 
     with user_errors():
         hw = load_hardware(device)
-        return hw, predict(load_model_spec(model), hw, Scenario(**scenario), engine=engine)
+        spec, scen = load_model_spec(model), Scenario(**scenario)
+        check_context(spec, scen)
+        return hw, predict(spec, hw, scen, engine=engine)
 
 
 @with_scenario_flags

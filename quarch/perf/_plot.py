@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quarch._atomic import atomic_path, writable_dir
 from quarch.hardware import Hardware
 from quarch.perf._predict import Prediction
 
@@ -190,7 +191,8 @@ def _png_matplotlib(prediction: Prediction, hw: Hardware, path: Path) -> None:
     ax.set_title(f"{prediction.model} on {hw.display_name}", fontsize=11)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
@@ -203,18 +205,19 @@ def write_roofline(
         `{"html": path, "png": path, "png_engine": "kaleido" | "matplotlib"}`, or with
         `"png_error"` saying why no PNG could be written (neither engine works here).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(out_dir)
     fig = roofline_figure(prediction, hw)
     html = out / "roofline.html"
-    fig.write_html(html, include_plotlyjs=True)
+    with atomic_path(html) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True)
     result = {"html": str(html)}
     if not png:
         return result
     path = out / "roofline.png"
     errors = []
     try:
-        fig.write_image(path)
+        with atomic_path(path) as tmp:
+            fig.write_image(tmp)
         return result | {"png": str(path), "png_engine": "kaleido"}
     except Exception as err:  # kaleido missing, or no Chrome for it to drive
         errors.append(f"kaleido: {err}".splitlines()[0])

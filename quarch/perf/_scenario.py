@@ -175,6 +175,25 @@ def _check_override_key(key: object) -> None:
         )
 
 
+def check_context(spec: ModelSpec, scenario: Scenario) -> None:
+    """Refuse a scenario whose sequences (prompt + output tokens) are longer than the model's
+    context (`max_position_embeddings`), as a serving engine does: vLLM rejects a request whose
+    prompt exceeds `max_model_len`, which defaults to the model config's
+    `max_position_embeddings` (https://docs.vllm.ai/en/latest/configuration/engine_args.html,
+    `--max-model-len`).
+
+    Raises:
+        ValueError: naming the lengths and the model's context.
+    """
+    total = scenario.prompt_len + scenario.output_len
+    if total > spec.max_position_embeddings:
+        raise ValueError(
+            f"prompt {scenario.prompt_len} + output {scenario.output_len} = {total} tokens per "
+            f"sequence exceed {spec.name}'s context of {spec.max_position_embeddings} tokens "
+            "(max_position_embeddings); a serving engine refuses such a request"
+        )
+
+
 def check_scenario(spec: ModelSpec, scenario: Scenario) -> None:
     """Check that `scenario`'s parallelism and overrides fit `spec`.
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quarch._atomic import writable_file, write_text
 from quarch._cli_util import (
     DatasetOption,
     DeviceOption,
@@ -136,6 +137,8 @@ def quantize_verb(
     from quarch.quant import run_quantize
 
     with user_errors(ImportError):
+        if out is not None:
+            writable_file(out)  # before the work, not after
         record = run_quantize(
             model=model,
             config=config_from_options(
@@ -191,6 +194,8 @@ def sensitivity_verb(
     from quarch.quant import run_sensitivity
 
     with user_errors(ImportError):
+        if out is not None:
+            writable_file(out)  # before the work, not after
         if (weights is None) == (fmt is None):
             raise ValueError("give exactly one of --weights FMT or --format FMT (with --role)")
         if weights is not None and role != "weight":
@@ -251,7 +256,8 @@ def _emit(
     else:
         show(record)
     if out is not None:
-        out.write_text(text + "\n", encoding="utf-8")
+        with user_errors():
+            write_text(out, text + "\n")
 
 
 def register(app: typer.Typer) -> None:

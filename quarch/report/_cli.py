@@ -98,6 +98,12 @@ def _register_explore(app: typer.Typer) -> None:
         seed: Annotated[int | None, typer.Option(help="sampler seed")] = None,
         workers: Annotated[int, typer.Option(help="parallel search processes")] = 1,
         storage: Annotated[str | None, typer.Option(help="database URL")] = None,
+        allow_storage: Annotated[
+            bool,
+            typer.Option(
+                "--allow-storage", help="use the study file's search.storage outside --out"
+            ),
+        ] = False,
         objectives: Annotated[str | None, typer.Option(help="e.g. ppl,tpot,memory")] = None,
         groups: Annotated[int | None, typer.Option(help="equal layer groups")] = None,
         weights: Annotated[str | None, typer.Option(help="weight choices, comma-sep")] = None,
@@ -144,9 +150,15 @@ def _register_explore(app: typer.Typer) -> None:
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)
             result = explore(
-                spec, out, workers=workers, progress=not quiet, device=device, dtype=dtype
+                spec,
+                out,
+                workers=workers,
+                progress=not quiet,
+                device=device,
+                dtype=dtype,
+                trusted_storage=storage is not None or allow_storage,
             )
-        report = None if no_report else write_report(result)
+            report = None if no_report else write_report(result)
         wall = time.perf_counter() - t0
         if as_json:
             print(json.dumps(_front_json(result), indent=1, default=str))
@@ -177,7 +189,7 @@ def _register_report(app: typer.Typer) -> None:
         console = _console()
         with user_errors():
             result = StudyResult.load(out_dir)
-        report = None if no_report else write_report(result)
+            report = None if no_report else write_report(result)
         if as_json:
             print(json.dumps(_front_json(result), indent=1, default=str))
             return

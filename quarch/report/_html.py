@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from quarch._atomic import write_text
 from quarch.report._figures import FIGURES
 from quarch.report._table import NOISE_NOTE, html_table
 from quarch.search import METRICS, Metric, StudyResult
@@ -222,7 +223,7 @@ def write_report(result: StudyResult, path: str | Path | None = None) -> Path:
         path = result.out_dir / "report.html"
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(result), encoding="utf-8")
+    write_text(out, render_html(result))
     return out
 
 

@@ -23,12 +23,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from quarch._atomic import writable_dir, write_yaml
 from quarch.search._accuracy import AccuracyLab, Measured
 from quarch.search._collect import collect
 from quarch.search._dashboard import attach_measured
 from quarch.search._evaluate import Evaluation, Evaluator
 from quarch.search._metrics import Metric
-from quarch.search._outputs import write_configs, write_tables
+from quarch.search._outputs import prune_configs, write_configs, write_tables
 from quarch.search._pareto import pareto_indices, spread
 from quarch.search._perf import PerfModel
 from quarch.search._progress import Progress
@@ -36,6 +37,7 @@ from quarch.search._proxy import ProxyTable, build_table
 from quarch.search._result import StudyResult, write_json_atomic
 from quarch.search._runner import COMPLETE, EvaluateFn, run_search
 from quarch.search._space import Design, DesignSpace, build_space
+from quarch.search._storage_policy import check_storage
 from quarch.search._study import FLOAT, StudySpec
 
 DEFAULT_OUT = Path("quarch-out/explore")
@@ -147,10 +149,9 @@ def prepare(
     dtype: str | None = None,
 ) -> _Context:
     """Steps 1-3: model, space, performance model, proxy table, float and baselines measured."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    import yaml
-
-    (out_dir / "study.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    writable_dir(out_dir)
+    if not (out_dir / "study.yaml").exists():  # replaced once the stored study accepts `spec`
+        write_yaml(out_dir / "study.yaml", spec.to_dict())
     with progress.stage("loading the model"):
         loaded = load_study_model(spec.model, device=device, dtype=dtype)
         lab = AccuracyLab(loaded.model, loaded.tokenizer, spec.accuracy)
@@ -201,6 +202,7 @@ def explore(
     evaluate: EvaluateFn | None = None,
     device: str = "cpu",
     dtype: str | None = None,
+    trusted_storage: bool = False,
 ) -> StudyResult:
     """Run (or resume) a study end to end, write its outputs and return its result (see the
     module doc). `quarch.report.write_report` draws the report from the result.
@@ -213,8 +215,11 @@ def explore(
         evaluate: replaces the proxy evaluation of search trials (a hook for other fidelities).
         device, dtype: where the model is measured (`cpu`, `cuda[:N]`, `mps`) and its weight
             dtype (None: bfloat16 on GPUs, float32 on the CPU).
+        trusted_storage: use `spec.search.storage` even outside `out_dir` (the caller chose
+            it; a study file's own storage must lie inside, see `_storage_policy`).
     """
     out = Path(out_dir)
+    check_storage(spec.search.storage, out, trusted=trusted_storage)
     prog = Progress(progress)
     ctx = prepare(spec, out, prog, device=device, dtype=dtype)
     evaluator = Evaluator(ctx.space, ctx.proxy, ctx.perf, spec.objectives, spec.constraints)
@@ -231,6 +236,7 @@ def explore(
             progress=update,
             evaluate=evaluate,
         )
+    write_yaml(out / "study.yaml", spec.to_dict())  # the stored study accepted this spec
     with prog.stage("scoring the stored trials"):
         points = _points(ctx, evaluator, study)
     proxy_front = _proxy_front(points, spec)
@@ -261,6 +267,7 @@ def explore(
         write_tables(result, out)
     result = replace(result, timings=dict(prog.timings))
     result.save(out)
+    prune_configs(out, configs)  # after result.json names the new front's configs
     return result
 
 

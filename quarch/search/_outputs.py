@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quarch._atomic import atomic_open, write_text
 from quarch.search._config import design_config
 from quarch.search._metrics import METRICS, stored_value
 from quarch.search._result import PointResult, StudyResult, write_json_atomic
@@ -99,6 +100,10 @@ def config_name(point: Point) -> str:
     return f"{point.name.replace(' ', '_').replace('@', 'at')}-{point.key}.yaml"
 
 
+CONFIG_HEAD = "# quarch explore: study "
+"""The first line of every config `write_configs` writes (how `prune_configs` knows its own)."""
+
+
 def write_configs(
     spec: StudySpec, space: DesignSpace, model_name: str, front: list[Point], out: Path
 ) -> dict[str, str]:
@@ -111,16 +116,39 @@ def write_configs(
         config = design_config(space, p.design, seed=spec.accuracy.seed)
         ppl, proxy_ppl = p.best.metrics["ppl"] or 0.0, p.proxy.metrics["ppl"] or 0.0
         head = [
-            f"# quarch explore: study {spec.name!r}, model {model_name}, point {p.name} ({p.key})",
+            f"{CONFIG_HEAD}{spec.name!r}, model {model_name}, point {p.name} ({p.key})",
             f"# bits/weight {p.best.metrics['bits']:.3f}, measured ppl {ppl:.4f} "
             f"(proxy {proxy_ppl:.4f})",
             f"# {design_summary(space, p.design)}",
             "# apply with: quarch quantize --config THIS_FILE",
         ]
         path = folder / config_name(p)
-        path.write_text("\n".join(head) + "\n" + config.to_yaml(), encoding="utf-8")
+        write_text(path, "\n".join(head) + "\n" + config.to_yaml())
         paths[p.key] = str(path.relative_to(out))
     return paths
+
+
+def prune_configs(out: Path, keep: dict[str, str]) -> list[Path]:
+    """Remove the configs of earlier fronts from `out/configs`: files that `write_configs`
+    wrote (they start with `CONFIG_HEAD`) and that are not among `keep`'s paths (relative to
+    `out`); a file the user put there stays. Returns the removed paths.
+
+    Called after `result.json` names the new front, so that a kill at any moment leaves every
+    config the stored result names in place."""
+    folder = out / "configs"
+    if not folder.is_dir():
+        return []
+    kept = {(out / p).resolve() for p in keep.values()}
+    removed = []
+    for path in sorted(folder.glob("*.yaml")):
+        if path.resolve() in kept or not path.is_file():
+            continue
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+        if first.startswith(CONFIG_HEAD):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_tables(result: StudyResult, out: Path) -> None:
@@ -133,7 +161,7 @@ def write_tables(result: StudyResult, out: Path) -> None:
 
 def _write_csv(result: StudyResult, path: Path) -> None:
     keys = [info.key for info in METRICS.values()]
-    with path.open("w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, newline="") as f:
         w = csv.writer(f)
         w.writerow(["point", "baseline", "config", *keys, "proxy_ppl", *NOISE_COLUMNS, "design"])
         for p in result.front_points:

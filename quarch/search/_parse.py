@@ -54,6 +54,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from quarch._checks import excerpt
 from quarch._yaml import load_yaml_file
 from quarch.search._fields import Fields, check_float, check_int
 from quarch.search._study import (
@@ -475,6 +476,8 @@ def _search(data: object) -> SearchSettings:
     sampler = Sampler(f.take_choice("sampler", tuple(s.value for s in Sampler), d.sampler.value))
     trials = f.take_int("trials", d.trials)
     seed = f.take_int("seed", d.seed, minimum=0)
+    if seed >= 2**32:  # numpy's seed range, which Optuna's samplers use
+        raise ValueError(f"search.seed: must be below 2**32 = {2**32}, got {excerpt(str(seed))}")
     population = f.take_int("population", d.population, minimum=2)
     storage = f.take("storage", None)
     f.done()

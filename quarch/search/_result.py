@@ -13,12 +13,12 @@ report` can redraw a report without torch.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from quarch._atomic import write_json
 from quarch.search._metrics import METRICS
 
 SCHEMA_VERSION = 1
@@ -311,6 +311,4 @@ class StudyResult:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a kill at any moment leaves the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, data, indent=1, default=str)

@@ -65,6 +65,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+SEED_LIMIT = 2**32
+"""Seeds are below this (numpy's `RandomState`, which Optuna's samplers seed)."""
+
 MEMORY = ":memory:"
 """A storage URL for a study kept in this process only (benchmarks; nothing persists)."""
 
@@ -124,7 +127,9 @@ def make_sampler(
     settings: SearchSettings, space: DesignSpace, *, seed_offset: int = 0
 ) -> optuna.samplers.BaseSampler:
     """The study's sampler; `seed_offset` differs per run and worker so they do not repeat."""
-    seed = settings.seed + seed_offset
+    # numpy seeds (which Optuna's samplers use) lie in [0, 2**32): a seed near the top plus a
+    # resumed run's offset wraps around instead of failing
+    seed = (settings.seed + seed_offset) % SEED_LIMIT
     match settings.sampler:
         case Sampler.NSGA2 | Sampler.EXACT:
             return optuna.samplers.NSGAIISampler(population_size=settings.population, seed=seed)

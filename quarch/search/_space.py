@@ -351,7 +351,9 @@ def build_space(study: StudySpec, layout: ModelLayout) -> DesignSpace:
     """The study's space over a model with this layout."""
     from quarch.search._engine_rules import check_fused_slots
 
-    options: dict[str, WeightOption] = {}
+    # float is always an option: the float reference (the first baseline) is measured even when
+    # no group may choose float weights
+    options = {FLOAT: WeightOption(label=FLOAT, format=None, method=MethodVariant(name="rtn"))}
     groups = resolve_groups(study.space, layout.num_layers, options)
     space = DesignSpace(
         layout=layout,
