@@ -93,7 +93,15 @@ def _register_explore(app: typer.Typer) -> None:
         trials: Annotated[int | None, typer.Option(help="trials in all")] = None,
         sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | grid")] = None,
         seed: Annotated[int | None, typer.Option(help="sampler seed")] = None,
-        workers: Annotated[int, typer.Option(help="parallel search processes")] = 1,
+        workers: Annotated[
+            int, typer.Option(help="search processes (local) or Ray actors (--executor ray)")
+        ] = 1,
+        executor: Annotated[
+            str, typer.Option(help="where model-bound stages run: local | ray")
+        ] = "local",
+        address: Annotated[
+            str | None, typer.Option(help="Ray cluster address (default: a local one)")
+        ] = None,
         storage: Annotated[str | None, typer.Option(help="database URL")] = None,
         objectives: Annotated[str | None, typer.Option(help="e.g. ppl,tpot,memory")] = None,
         groups: Annotated[int | None, typer.Option(help="equal layer groups")] = None,
@@ -133,11 +141,18 @@ def _register_explore(app: typer.Typer) -> None:
             "constraints.ppl_max_increase": ppl_max_increase,
         }
         t0 = time.perf_counter()
-        with user_errors():
+        with user_errors(ImportError):
             data = study_data(study, overrides)
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)
-            result = explore(spec, out, workers=workers, progress=not quiet)
+            result = explore(
+                spec,
+                out,
+                workers=workers,
+                executor=executor,
+                address=address,
+                progress=not quiet,
+            )
         report = None if no_report else write_report(result)
         wall = time.perf_counter() - t0
         if as_json:
