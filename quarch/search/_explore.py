@@ -138,7 +138,7 @@ class _Context:
         )
         self.measured.update(got)
         self.count(stage, count, "measured designs")
-        if count.computed:
+        if got:
             write_json_atomic(
                 self.out / "measured.json",
                 {k: {**m.to_dict()} for k, m in self.measured.items()},
