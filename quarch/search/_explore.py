@@ -163,12 +163,24 @@ class _Context:
             self.progress.log(message)
 
 
+def _check_executor(executor: str, workers: int, address: str | None) -> ExecutorKind:
+    """The executor's kind, its settings checked before the model is loaded."""
+    kind = executor_kind(executor)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if kind is ExecutorKind.LOCAL and address is not None:
+        raise ValueError(f"address {address!r} is for the ray executor only")
+    if kind is ExecutorKind.RAY:
+        from quarch.search._ray import require_ray
+
+        require_ray()
+    return kind
+
+
 def _executor(
     kind: ExecutorKind, spec: StudySpec, worker: StageWorker, workers: int, address: str | None
 ) -> Executor:
     if kind is ExecutorKind.LOCAL:
-        if address is not None:
-            raise ValueError(f"--address {address!r} is for the ray executor only")
         return LocalExecutor(worker)
     from quarch.search._ray import RayExecutor
 
@@ -190,7 +202,7 @@ def prepare(
         Ray cluster at `address`, a local one when None); results are read from and written to
         the study's storage (`study_url`).
     """
-    kind = executor_kind(executor)
+    kind = _check_executor(executor, workers, address)
     out_dir.mkdir(parents=True, exist_ok=True)
     import yaml
 

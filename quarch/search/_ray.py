@@ -54,7 +54,8 @@ class _StageActor:
         return self.worker.run(task)
 
 
-def _ray() -> Any:
+def require_ray() -> Any:
+    """The `ray` module; ImportError naming the extra when it is not installed."""
     try:
         import ray
     except ImportError:
@@ -73,7 +74,7 @@ class RayExecutor:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        _ray()  # fail early, before the model is loaded twice
+        require_ray()  # fail early, before the model is loaded twice
         self.spec = spec
         self.workers = workers
         self.address = address
@@ -83,7 +84,7 @@ class RayExecutor:
         self._started_ray = False
 
     def _init(self) -> None:
-        ray = _ray()
+        ray = require_ray()
         if ray.is_initialized():
             return
         if self.address is not None:
@@ -105,7 +106,7 @@ class RayExecutor:
         if self.actors:
             return
         self._init()
-        ray = _ray()
+        ray = require_ray()
         actor = ray.remote(
             num_cpus=1,
             max_restarts=MAX_RESTARTS,
@@ -126,7 +127,7 @@ class RayExecutor:
         if not tasks:
             return
         self.start()
-        ray = _ray()
+        ray = require_ray()
         pending = deque(enumerate(tasks))
         idle = list(self.actors)
         in_flight: dict[Any, tuple[int, Any]] = {}
@@ -145,7 +146,7 @@ class RayExecutor:
         """Stop the actors, and the local Ray instance if this executor started it."""
         if not self.actors and not self._started_ray:
             return
-        ray = _ray()
+        ray = require_ray()
         for a in self.actors:
             ray.kill(a, no_restart=True)
         self.actors = []

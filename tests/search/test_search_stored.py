@@ -145,3 +145,24 @@ def test_a_second_machine_on_the_same_storage_computes_nothing(
     assert [p.key for p in again.front_points] == [p.key for p in tiny_result.front_points]
     measured = json.loads((tmp_path / "elsewhere" / "measured.json").read_text())
     assert measured == json.loads((tiny_result.out_dir / "measured.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--executor", "dask"], "'dask'"),
+        (["--address", "10.0.0.1:6379"], "'10.0.0.1:6379'"),
+        (["--workers", "0"], "workers must be >= 1"),
+    ],
+)
+def test_cli_refuses_bad_executor_settings_before_loading(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from quarch.cli import app
+
+    args = ["explore", "--model", "tiny-llama", "--out", str(tmp_path), "--quiet", *extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0 and message in result.output
+    assert not (tmp_path / "study.yaml").exists()  # refused before anything ran
