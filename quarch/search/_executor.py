@@ -20,7 +20,7 @@ and runs any task; its results are plain JSON-able dicts, which the driver store
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -131,8 +131,11 @@ class Executor(Protocol):
     name: str
     workers: int
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Yield `(index in tasks, result)` for every task, as each finishes."""
+    def run(
+        self, tasks: Sequence[Task], skip: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Yield `(index in tasks, result)` for every task, as each finishes; a task for which
+        `skip(index)` is true when it is about to be handed out is not run."""
         ...
 
     def close(self) -> None:
@@ -149,9 +152,12 @@ class LocalExecutor:
     def __init__(self, worker: StageWorker) -> None:
         self.worker = worker
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
+    def run(
+        self, tasks: Sequence[Task], skip: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
         for i, task in enumerate(tasks):
-            yield i, self.worker.run(task)
+            if skip is None or not skip(i):
+                yield i, self.worker.run(task)
 
     def close(self) -> None:
         pass

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,9 @@ class RayExecutor:
             )
         self.pids = ray.get([a.pid.remote() for a in self.actors])
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
+    def run(
+        self, tasks: Sequence[Task], skip: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
         if not tasks:
             return
         self.start()
@@ -133,9 +135,13 @@ class RayExecutor:
         in_flight: dict[Any, tuple[int, Any]] = {}
         while pending or in_flight:
             while idle and pending:
-                actor = idle.pop()
                 index, task = pending.popleft()
+                if skip is not None and skip(index):
+                    continue
+                actor = idle.pop()
                 in_flight[actor.run.remote(task)] = (index, actor)
+            if not in_flight:
+                break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
                 index, actor = in_flight.pop(ref)

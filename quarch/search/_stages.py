@@ -10,6 +10,8 @@ counts of reused and computed results are returned for the log and `result.json`
 from __future__ import annotations
 
 import hashlib
+import random
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,23 +86,42 @@ def measured_about(lab: Any, space: DesignSpace, model_id: str, design: Design) 
 def _run_missing(
     store: ResultStore,
     executor: Executor,
-    kinds_keys_abouts: Sequence[tuple[str, str, dict[str, Any]]],
+    jobs: Sequence[tuple[str, str, dict[str, Any]]],
     tasks: Sequence[Task],
     found: dict[str, dict[str, Any]],
     update: Update,
     labels: Sequence[str],
 ) -> int:
-    """Run `tasks` (parallel to `kinds_keys_abouts`) and store each result as it arrives into
-    the store and `found`; returns how many ran."""
-    done = len(found)
-    total = done + len(tasks)
-    for i, value in executor.run(tasks):
-        kind, key, about = kinds_keys_abouts[i]
+    """Run `tasks` (parallel to `jobs`: kind, key, about) and store each result into the store
+    and `found` as it arrives; returns how many ran.
+
+    Other drivers may run the same stage on the same storage at the same time. Each driver
+    starts at a random point of the list and goes round it, and skips a task whose result was
+    stored meanwhile (checked just before the task is handed out), so two drivers split the
+    work between them; only tasks in flight on both at the moment they meet run twice (their
+    rows are stored once: the first writer wins).
+    """
+    n = len(tasks)
+    start = random.Random(uuid.uuid4().int).randrange(n) if n else 0
+    order = [(start + j) % n for j in range(n)]
+    total = len(found) + n
+    ran = 0
+
+    def stored_meanwhile(j: int) -> bool:
+        kind, key, _ = jobs[order[j]]
+        value = store.get_many(kind, [key]).get(key)
+        if value is not None:
+            found[key] = value
+            update(len(found), total, labels[order[j]])
+        return value is not None
+
+    for j, value in executor.run([tasks[i] for i in order], skip=stored_meanwhile):
+        kind, key, about = jobs[order[j]]
         store.put(kind, key, value, about)
         found[key] = value
-        done += 1
-        update(done, total, labels[i])
-    return len(tasks)
+        ran += 1
+        update(len(found), total, labels[order[j]])
+    return ran
 
 
 def sensitivity_stage(
@@ -127,9 +148,8 @@ def sensitivity_stage(
     everything: list[Task] = [SensBase(), *cells]
     labels = ["float"] + [f"{c.slot}={c.choice}" for c in cells]
     todo = [i for i, (_, key, _) in enumerate(jobs) if key not in found]
-    reused = len(jobs) - len(todo)
     update(len(found), len(jobs), "")
-    _run_missing(
+    computed = _run_missing(
         store,
         executor,
         [jobs[i] for i in todo],
@@ -150,7 +170,7 @@ def sensitivity_stage(
             time_s=float(v["time_s"]),
         )
     # the base is counted with the cells: "reused 13 sensitivity cells" includes it
-    return table, StageCount(reused=reused, computed=len(todo))
+    return table, StageCount(reused=len(jobs) - computed, computed=computed)
 
 
 def measure_stage(
@@ -173,7 +193,7 @@ def measure_stage(
     found = store.get_many(MEASURED, [k for _, k, _ in jobs])
     todo = [i for i, (_, key, _) in enumerate(jobs) if key not in found]
     update(len(jobs) - len(todo), len(jobs), "")
-    _run_missing(
+    computed = _run_missing(
         store,
         executor,
         [jobs[i] for i in todo],
@@ -183,4 +203,4 @@ def measure_stage(
         [unique[i].key for i in todo],
     )
     out = {d.key: Measured(**found[key]) for d, (_, key, _) in zip(unique, jobs, strict=True)}
-    return out, StageCount(reused=len(jobs) - len(todo), computed=len(todo))
+    return out, StageCount(reused=len(jobs) - computed, computed=computed)

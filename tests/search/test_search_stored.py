@@ -5,7 +5,7 @@ same storage computing nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,11 +15,18 @@ import pytest
 from quarch.models import tiny_llama
 from quarch.search import explore, study_from_dict
 from quarch.search._accuracy import AccuracyLab
-from quarch.search._executor import LocalExecutor, StageWorker, Task, executor_kind
+from quarch.search._executor import (
+    LocalExecutor,
+    SensBase,
+    SensCell,
+    StageWorker,
+    Task,
+    executor_kind,
+)
 from quarch.search._proxy import build_table, needed_entries
 from quarch.search._runner import MEMORY, storage
 from quarch.search._space import build_space
-from quarch.search._stages import measure_stage, measured_about, sensitivity_stage
+from quarch.search._stages import cell_about, measure_stage, measured_about, sensitivity_stage
 from quarch.search._stored import MEASURED, SENS_CELL, ResultStore, result_key
 
 from .conftest import TINY_STUDY
@@ -70,9 +77,12 @@ class Counting(LocalExecutor):
         super().__init__(worker)
         self.ran: list[Task] = []
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[int, dict[str, Any]]]:
-        self.ran += list(tasks)
-        return super().run(tasks)
+    def run(
+        self, tasks: Sequence[Task], skip: Callable[[int], bool] | None = None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        for i, value in super().run(tasks, skip):
+            self.ran.append(tasks[i])
+            yield i, value
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +120,50 @@ def test_sensitivity_stage_equals_the_local_table_and_reuses_it(
         worker.lab, worker.space, executor=Counting(worker), **{**args, "model_id": "other#1"}
     )
     assert count.reused == 0
+
+
+def test_two_drivers_split_a_stage_without_duplicate_work(
+    worker: StageWorker, tmp_path: Path
+) -> None:
+    """Another driver on the same storage runs the same stage, one task between each two of
+    ours, skipping what is stored as we do: every cell is computed once, by one of the two."""
+    store = _sqlite_store(tmp_path)
+    theirs = [
+        (result_key(about), cell, about)
+        for cell in (SensCell(slot=s, choice=c, layers=ly, part=p) for s, c, ly, p in
+                     needed_entries(worker.space))
+        for about in [cell_about(worker.lab, worker.space, worker.model_id, cell)]
+    ]  # fmt: skip
+    by_them: list[str] = []
+
+    class Meanwhile(Counting):
+        def run(
+            self, tasks: Sequence[Task], skip: Callable[[int], bool] | None = None
+        ) -> Iterator[tuple[int, dict[str, Any]]]:
+            def their_turn_then_skip(i: int) -> bool:
+                while theirs:  # the other driver's next task not stored yet
+                    key, cell, about = theirs.pop()
+                    if not store.get_many(SENS_CELL, [key]):
+                        store.put(SENS_CELL, key, worker.run(cell), about)
+                        by_them.append(key)
+                        break
+                return skip is not None and skip(i)
+
+            return super().run(tasks, their_turn_then_skip)
+
+    ours = Meanwhile(worker)
+    args = {"store": store, "model_id": worker.model_id, "signal": "kl", "update": _noop}
+    table, count = sensitivity_stage(worker.lab, worker.space, executor=ours, **args)
+    cells = len(needed_entries(worker.space))
+    ran_by_us = [t for t in ours.ran if not isinstance(t, SensBase)]
+    assert by_them and ran_by_us  # both drivers did part of the work ...
+    assert len(ran_by_us) + len(by_them) == cells  # ... and no cell twice
+    assert store.count(SENS_CELL) == cells
+    assert count.computed == len(ours.ran) and count.reused == cells + 1 - len(ours.ran)
+    local = build_table(worker.lab, worker.space, None, model_id=worker.model_id)
+    assert {k: e.kl for k, e in table.entries.items()} == {
+        k: e.kl for k, e in local.entries.items()
+    }
 
 
 def test_measure_stage_stores_each_design_once(worker: StageWorker, tmp_path: Path) -> None:
