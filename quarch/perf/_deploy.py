@@ -27,6 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quarch.formats import Format
 
 FLOAT_CLASS = "float"
 """The class of a tensor left in floating point (the serving dtype)."""
@@ -83,14 +87,14 @@ def _gguf_name(fmt: object) -> str | None:
 
 
 @lru_cache(maxsize=512)
-def kernel_class(fmt: str | None) -> str:
+def kernel_class(fmt: str | Format | None) -> str:
     """The class a kernel table matches `fmt` by (see the module doc); None or a 16/32-bit
     float name is `float`."""
     from quarch.formats import Format, IntElement, Minifloat, Pow2Scale, Specials
 
-    if fmt is None or fmt in (FLOAT_CLASS, "bf16", "fp16", "fp32"):
+    if fmt is None or (isinstance(fmt, str) and fmt in (FLOAT_CLASS, "bf16", "fp16", "fp32")):
         return FLOAT_CLASS
-    f = Format.parse(fmt)
+    f = fmt if isinstance(fmt, Format) else Format.parse(fmt)
     gguf = _gguf_name(f)
     if gguf is not None:
         return gguf
@@ -112,7 +116,7 @@ def kernel_class(fmt: str | None) -> str:
 
 
 def find_kernel(
-    table: Sequence[KernelSupport], weight: str | None, act: str | None, arch: str
+    table: Sequence[KernelSupport], weight: str | Format | None, act: str | None, arch: str
 ) -> KernelSupport | None:
     """The first row of `table` serving weights in `weight` with inputs in `act` on `arch`."""
     w, a = kernel_class(weight), kernel_class(act)

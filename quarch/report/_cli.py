@@ -96,7 +96,15 @@ def _register_explore(app: typer.Typer) -> None:
         trials: Annotated[int | None, typer.Option(help="trials in all")] = None,
         sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | grid")] = None,
         seed: Annotated[int | None, typer.Option(help="sampler seed")] = None,
-        workers: Annotated[int, typer.Option(help="parallel search processes")] = 1,
+        workers: Annotated[
+            int, typer.Option(help="search processes (local) or Ray actors (--executor ray)")
+        ] = 1,
+        executor: Annotated[
+            str, typer.Option(help="where model-bound stages run: local | ray")
+        ] = "local",
+        address: Annotated[
+            str | None, typer.Option(help="Ray cluster address (default: a local one)")
+        ] = None,
         storage: Annotated[str | None, typer.Option(help="database URL")] = None,
         allow_storage: Annotated[
             bool,
@@ -145,7 +153,7 @@ def _register_explore(app: typer.Typer) -> None:
             "constraints.ppl_max_increase": ppl_max_increase,
         }
         t0 = time.perf_counter()
-        with user_errors():
+        with user_errors(ImportError):
             data = study_data(study, overrides)
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)
@@ -153,6 +161,8 @@ def _register_explore(app: typer.Typer) -> None:
                 spec,
                 out,
                 workers=workers,
+                executor=executor,
+                address=address,
                 progress=not quiet,
                 device=device,
                 dtype=dtype,

@@ -1,14 +1,17 @@
 """`explore`: a whole study, from the model to the front and the report.
 
 1. Load the model; read its layout and (from its config, or the catalog) its `ModelSpec`.
-2. The proxy table (`_proxy`), loaded from the output directory when it is there.
-3. The float model and every uniform baseline measured for real on the eval windows (cached in
-   `measured.json`); the proxy's α fitted on the baselines.
+2. The proxy table (`_proxy`): its cells read from the study's storage or measured.
+3. The float model and every uniform baseline measured for real on the eval windows (or read
+   from the study's storage); the proxy's α fitted on the baselines.
 4. The search (`_runner`), resumed from the study's storage.
 5. The proxy front (feasible, non-dominated among trials and baselines); up to
    `max_final_points` of it, evenly spread, measured for real; the final front is the
    non-dominated set of every measured design on measured perplexity. The proxy's error on
    the measured front points is reported.
+   Steps 2, 3 and 5 run their model-bound work on an executor (this process by default, or
+   Ray actors: `_executor`, `_ray`) and keep every result in the study's storage (`_stored`,
+   `_stages`): a second machine or a re-run on the same storage reuses them and says so.
 6. Outputs: `result.json` (the `StudyResult`, everything the report reads), `front.csv`,
    `front.json`, `points.json`, one QuantConfig YAML per front point in `configs/` and
    `study.yaml` (the resolved study). The report is drawn from `result.json` by
@@ -17,7 +20,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,19 +31,31 @@ from quarch.search._accuracy import AccuracyLab, Measured
 from quarch.search._collect import collect
 from quarch.search._dashboard import attach_measured
 from quarch.search._evaluate import Evaluation, Evaluator
+from quarch.search._executor import (
+    Executor,
+    ExecutorKind,
+    LocalExecutor,
+    StageWorker,
+    executor_kind,
+    model_fingerprint,
+)
 from quarch.search._metrics import Metric
 from quarch.search._outputs import prune_configs, write_configs, write_tables
 from quarch.search._pareto import pareto_indices, spread
 from quarch.search._perf import PerfModel
 from quarch.search._progress import Progress
-from quarch.search._proxy import ProxyTable, build_table
+from quarch.search._proxy import ProxyTable
 from quarch.search._result import StudyResult, write_json_atomic
-from quarch.search._runner import COMPLETE, EvaluateFn, run_search
+from quarch.search._runner import COMPLETE, EvaluateFn, run_search, storage
 from quarch.search._space import Design, DesignSpace, build_space
+from quarch.search._stages import StageCount, measure_stage, sensitivity_stage
 from quarch.search._storage_policy import check_storage
+from quarch.search._stored import ResultStore
 from quarch.search._study import FLOAT, StudySpec
 
 DEFAULT_OUT = Path("quarch-out/explore")
+
+log = logging.getLogger("quarch.search")
 
 
 @dataclass(kw_only=True)
@@ -83,13 +98,9 @@ def load_study_model(source: str, *, device: str = "cpu", dtype: str | None = No
     return loaded
 
 
-def _model_id(loaded: Any, lab: AccuracyLab) -> str:
-    import hashlib
-
-    first = lab.layout.linears[0][0].name
-    w = loaded.model.get_submodule(first).weight.detach().float().cpu().contiguous()
-    digest = hashlib.sha1(w.numpy().tobytes()).hexdigest()[:12]
-    return f"{loaded.source}#{digest}"
+def study_url(spec: StudySpec, out_dir: Path) -> str:
+    """The study's storage URL: `search.storage`, else an SQLite file in the output directory."""
+    return spec.search.storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
 def _model_spec(spec: StudySpec, loaded: Any) -> Any:
@@ -113,31 +124,74 @@ class _Context:
     perf: PerfModel
     proxy: ProxyTable
     model_name: str
+    model_id: str
+    store: ResultStore
+    executor: Executor
+    progress: Progress
     measured: dict[str, Measured]
+    counts: dict[str, StageCount]
 
-    def measure(self, design: Design) -> Measured:
-        found = self.measured.get(design.key)
-        if found is None:
-            found = self.lab.measure(self.space, design)
-            self.measured[design.key] = found
+    def measure_all(self, stage: str, designs: list[Design], update: Any) -> None:
+        """Read or measure every design not measured yet (in parallel on the executor)."""
+        missing = [d for d in designs if d.key not in self.measured]
+        got, count = measure_stage(
+            self.lab,
+            self.space,
+            missing,
+            store=self.store,
+            executor=self.executor,
+            model_id=self.model_id,
+            update=update,
+        )
+        self.measured.update(got)
+        self.count(stage, count, "measured designs")
+        if got:
             write_json_atomic(
                 self.out / "measured.json",
                 {k: {**m.to_dict()} for k, m in self.measured.items()},
             )
-        return found
+
+    def measure(self, design: Design) -> Measured:
+        if design.key not in self.measured:
+            self.measure_all("front", [design], lambda *_, **__: None)
+        return self.measured[design.key]
+
+    def count(self, stage: str, count: StageCount, what: str) -> None:
+        """Add a stage's counts and log them ("reused 42 sensitivity cells from storage")."""
+        old = self.counts.get(stage, StageCount(0, 0))
+        self.counts[stage] = StageCount(old.reused + count.reused, old.computed + count.computed)
+        if count.reused or count.computed:
+            message = (
+                f"{stage}: reused {count.reused} {what} from storage, "
+                f"computed {count.computed} on {self.executor.name} "
+                f"({self.executor.workers} worker{'s' if self.executor.workers > 1 else ''})"
+            )
+            log.info(message)
+            self.progress.log(message)
 
 
-def _load_measured(path: Path, lab: AccuracyLab) -> dict[str, Measured]:
-    if not path.is_file():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    w = lab.eval_windows
-    out = {}
-    for key, m in data.items():
-        same = m.get("num_windows") == w.shape[0] and m.get("seqlen") == w.shape[1]
-        if same and len(m.get("window_nll", ())) == w.shape[0]:  # older files lack windows
-            out[key] = Measured.from_dict(m)
-    return out
+def _check_executor(executor: str, workers: int, address: str | None) -> ExecutorKind:
+    """The executor's kind, its settings checked before the model is loaded."""
+    kind = executor_kind(executor)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if kind is ExecutorKind.LOCAL and address is not None:
+        raise ValueError(f"address {address!r} is for the ray executor only")
+    if kind is ExecutorKind.RAY:
+        from quarch.search._ray import require_ray
+
+        require_ray()
+    return kind
+
+
+def _executor(
+    kind: ExecutorKind, spec: StudySpec, worker: StageWorker, workers: int, address: str | None
+) -> Executor:
+    if kind is ExecutorKind.LOCAL:
+        return LocalExecutor(worker)
+    from quarch.search._ray import RayExecutor
+
+    return RayExecutor(spec, workers=workers, address=address, model_id=worker.model_id)
 
 
 def prepare(
@@ -145,10 +199,20 @@ def prepare(
     out_dir: Path,
     progress: Progress,
     *,
+    executor: str = ExecutorKind.LOCAL.value,
+    workers: int = 1,
+    address: str | None = None,
     device: str = "cpu",
     dtype: str | None = None,
 ) -> _Context:
-    """Steps 1-3: model, space, performance model, proxy table, float and baselines measured."""
+    """Steps 1-3: model, space, performance model, proxy table, float and baselines measured.
+
+    executor: where the model-bound work runs (`local`, or `ray` with `workers` actors on the
+        Ray cluster at `address`, a local one when None); results are read from and written to
+        the study's storage (`study_url`).
+    device, dtype: where the model is measured and its weight dtype (`load_study_model`).
+    """
+    kind = _check_executor(executor, workers, address)
     writable_dir(out_dir)
     if not (out_dir / "study.yaml").exists():  # replaced once the stored study accepts `spec`
         write_yaml(out_dir / "study.yaml", spec.to_dict())
@@ -158,39 +222,54 @@ def prepare(
         model_spec = _model_spec(spec, loaded)
         space = build_space(spec, lab.layout)
         perf = PerfModel(space, model_spec, spec.scenarios)
-    model_id = _model_id(loaded, lab)
-    table_path = out_dir / "sensitivity.json"
-    with progress.stage("sensitivity table") as update:
-        table = build_table(
-            lab,
-            space,
-            table_path,
-            model_id=model_id,
-            signal=spec.accuracy.proxy_signal,
-            progress=update,
-        )
+    model_id = model_fingerprint(loaded, lab.layout)
+    worker = StageWorker(lab, space, model_id)
+    store = ResultStore.for_storage(storage(study_url(spec, out_dir)))
     ctx = _Context(
         spec,
         out_dir,
         lab,
         space,
         perf,
-        table,
+        ProxyTable(meta={}, base_nll=math.nan),
         model_spec.name,
-        _load_measured(out_dir / "measured.json", lab),
+        model_id,
+        store,
+        _executor(kind, spec, worker, workers, address),
+        progress,
+        {},
+        {},
     )
-    baselines = space.baselines()
-    with progress.stage("baselines (real perplexity)", len(baselines)) as update:
-        float_design = baselines[0][1]
-        table.eval_float_nll = ctx.measure(float_design).nll
-        pairs = []
-        for i, (name, design) in enumerate(baselines):
-            update(i, len(baselines), name)
-            pairs.append((design, ctx.measure(design).nll))
-        update(len(baselines), len(baselines))
-        table.fit_alpha(pairs)
-        table.save(table_path)
+    try:
+        _tables(ctx)
+    except BaseException:
+        ctx.executor.close()
+        raise
     return ctx
+
+
+def _tables(ctx: _Context) -> None:
+    """Steps 2-3 on a context: the sensitivity table, the baselines, α."""
+    table_path = ctx.out / "sensitivity.json"
+    with ctx.progress.stage("sensitivity table") as update:
+        table, count = sensitivity_stage(
+            ctx.lab,
+            ctx.space,
+            store=ctx.store,
+            executor=ctx.executor,
+            model_id=ctx.model_id,
+            signal=ctx.spec.accuracy.proxy_signal,
+            update=update,
+        )
+        ctx.proxy = table
+        table.save(table_path)
+    ctx.count("sensitivity", count, "sensitivity cells")
+    baselines = ctx.space.baselines()
+    with ctx.progress.stage("baselines (real perplexity)", len(baselines)) as update:
+        ctx.measure_all("baselines", [d for _, d in baselines], update)
+        table.eval_float_nll = ctx.measure(baselines[0][1]).nll
+        table.fit_alpha([(design, ctx.measure(design).nll) for _, design in baselines])
+        table.save(table_path)
 
 
 def explore(
@@ -198,6 +277,8 @@ def explore(
     out_dir: str | Path = DEFAULT_OUT,
     *,
     workers: int = 1,
+    executor: str = ExecutorKind.LOCAL.value,
+    address: str | None = None,
     progress: bool = True,
     evaluate: EvaluateFn | None = None,
     device: str = "cpu",
@@ -210,7 +291,12 @@ def explore(
     Args:
         spec: the study.
         out_dir: where the storage, caches, configs and `result.json` go.
-        workers: parallel search processes on this machine.
+        workers: with the local executor, parallel search processes on this machine; with
+            `executor="ray"`, Ray actors (each loading the model once) for the model-bound
+            stages, while the search runs in this process (its trials are cheap proxy
+            evaluations, and one sampler keeps the seed's trial sequence).
+        executor: `local` (default) or `ray` (`pip install 'quarch[ray]'`).
+        address: the Ray cluster to join (`ray start --head` prints it); None starts a local one.
         progress: show progress bars and stage times on stderr.
         evaluate: replaces the proxy evaluation of search trials (a hook for other fidelities).
         device, dtype: where the model is measured (`cpu`, `cuda[:N]`, `mps`) and its weight
@@ -220,10 +306,31 @@ def explore(
     """
     out = Path(out_dir)
     check_storage(spec.search.storage, out, trusted=trusted_storage)
+    if executor != ExecutorKind.LOCAL.value and device != "cpu":
+        # Ray actors load the model on their own CPU today (quarch.search._ray)
+        raise ValueError(f"--device {device} is not supported with --executor {executor} yet")
     prog = Progress(progress)
-    ctx = prepare(spec, out, prog, device=device, dtype=dtype)
+    ctx = prepare(
+        spec,
+        out,
+        prog,
+        executor=executor,
+        workers=workers,
+        address=address,
+        device=device,
+        dtype=dtype,
+    )
+    try:
+        return _explore(ctx, workers=workers, evaluate=evaluate)
+    finally:
+        ctx.executor.close()
+
+
+def _explore(ctx: _Context, *, workers: int, evaluate: EvaluateFn | None) -> StudyResult:
+    """Steps 4-6 of `explore` on a prepared context."""
+    spec, out, prog = ctx.spec, ctx.out, ctx.progress
     evaluator = Evaluator(ctx.space, ctx.proxy, ctx.perf, spec.objectives, spec.constraints)
-    url = spec.search.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    url = study_url(spec, out)
     with prog.stage(f"search ({spec.search.sampler.value})", spec.search.trials) as update:
         study = run_search(
             name=spec.name,
@@ -232,7 +339,7 @@ def explore(
             space=ctx.space,
             evaluator=evaluator,
             seeds=ctx.space.baselines(),
-            workers=workers,
+            workers=workers if ctx.executor.name == ExecutorKind.LOCAL.value else 1,
             progress=update,
             evaluate=evaluate,
         )
@@ -241,8 +348,8 @@ def explore(
         points = _points(ctx, evaluator, study)
     proxy_front = _proxy_front(points, spec)
     with prog.stage("measuring the front (real perplexity)", len(proxy_front)) as update:
-        for i, p in enumerate(proxy_front):
-            update(i, len(proxy_front), p.name)
+        ctx.measure_all("front", [p.design for p in proxy_front], update)
+        for p in proxy_front:
             _finalise(ctx, evaluator, p)
         # for optuna-dashboard: every trial of a measured design carries its real perplexity
         attach_measured(study, {key: m.nll for key, m in ctx.measured.items()})
@@ -351,4 +458,7 @@ def _eval_info(ctx: _Context) -> dict[str, Any]:
         "float_ppl": math.exp(ctx.proxy.eval_float_nll or 0.0),
         "weight_cache_hits": lab.cache.hits,
         "weight_cache_misses": lab.cache.misses,
+        "executor": ctx.executor.name,
+        "executor_workers": ctx.executor.workers,
+        "stored_results": {k: dict(c.__dict__) for k, c in ctx.counts.items()},
     }

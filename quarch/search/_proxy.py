@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 from quarch.quant import (
-    LayerCalib,
     QuantConfig,
     Role,
     Rule,
@@ -264,15 +263,9 @@ def build_table(
     for slot, choice, layers, part in missing:
         if progress is not None:
             progress(done, len(needed), f"{slot}={choice}")
-        t0 = time.perf_counter()
-        config, calib = _slot_config(lab, space, slot, choice, layers, part)
-        nll, kl = config_cost(ev, config, calib=calib, weight_cache=lab.cache)
+        nll, kl, time_s = measure_cell(lab, ev, space, slot, choice, layers, part)
         table.entries[ProxyTable.key(slot, choice)] = SensEntry(
-            slot=slot,
-            choice=choice,
-            delta_nll=nll - table.base_nll,
-            kl=kl,
-            time_s=time.perf_counter() - t0,
+            slot=slot, choice=choice, delta_nll=nll - table.base_nll, kl=kl, time_s=time_s
         )
         done += 1
         if path is not None:
@@ -288,10 +281,29 @@ def sensitivity_eval(lab: Any) -> WindowEval:
     return WindowEval(lab.model, windows, batch_size=int(windows.shape[0]))
 
 
-def _slot_config(
-    lab: Any, space: DesignSpace, slot: str, choice: str, layers: tuple[int, ...], part: str | None
-) -> tuple[QuantConfig, dict[str, LayerCalib] | None]:
-    """The config quantizing one slot alone, and the float statistics a calibrated method needs."""
+def measure_cell(
+    lab: Any,
+    ev: WindowEval,
+    space: DesignSpace,
+    slot: str,
+    choice: str,
+    layers: tuple[int, ...],
+    part: str | None,
+) -> tuple[float, float, float]:
+    """One table cell: the slot alone quantized with `choice`, measured on the sensitivity
+    windows; returns (mean NLL, mean KL from the float model, wall seconds)."""
+    t0 = time.perf_counter()
+    config, calibrated = slot_config(space, slot, choice, layers, part)
+    calib = lab.float_stats() if calibrated else None
+    nll, kl = config_cost(ev, config, calib=calib, weight_cache=lab.cache)
+    return nll, kl, time.perf_counter() - t0
+
+
+def slot_config(
+    space: DesignSpace, slot: str, choice: str, layers: tuple[int, ...], part: str | None
+) -> tuple[QuantConfig, bool]:
+    """The config quantizing one slot alone, and whether its method needs calibration (then
+    it is applied with the float model's statistics on the calibration windows)."""
     pats = rule_patterns(space, layers)
     roles = slot_roles(slot)
     if roles == (Role.WEIGHT,):
@@ -304,10 +316,9 @@ def _slot_config(
             method=opt.method.name,
             params=dict(opt.method.params),
         )
-        calibrated = get_method(opt.method.name).needs_calibration
-        return QuantConfig(rules=(rule,)), lab.float_stats() if calibrated else None
+        return QuantConfig(rules=(rule,)), get_method(opt.method.name).needs_calibration
     rules = tuple(Rule(pattern=pats[_ROLE_PATTERN[r]], role=r, format=choice) for r in roles)
-    return QuantConfig(rules=rules), None
+    return QuantConfig(rules=rules), False
 
 
 _ROLE_PATTERN = {Role.INPUT: "both", Role.K_CACHE: "kv", Role.V_CACHE: "kv"}
