@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import TypeVar
+
+E = TypeVar("E", bound=StrEnum)
+
 
 def check_positive_int(name: str, value: object) -> None:
     """Raise `ValueError` naming `name` and `value` unless `value` is an `int` ≥ 1 (a `bool` is
@@ -21,3 +26,21 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     if len(head) == len(text) and len(quoted) <= limit + 2:
         return quoted
     return f"{quoted[:limit]}… ({len(text)} chars)"
+
+
+def choice(kind: type[E], value: object, what: str) -> E:
+    """The member of the closed choice `kind` named `value` (a member passes through).
+
+    Raises:
+        ValueError: `value` names no member: `unknown <what> <value>; valid: <names>`.
+    """
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        try:
+            return kind(value)
+        except ValueError:
+            pass  # reported below, with the valid names
+    shown = excerpt(value) if isinstance(value, str) else repr(value)
+    valid = ", ".join(m.value for m in kind)
+    raise ValueError(f"unknown {what} {shown}; valid: {valid}")

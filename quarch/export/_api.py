@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from quarch._atomic import staged_dir, writable_dir, writable_file, write_json
+from quarch._checks import choice
 from quarch.export._collect import Quantized, kv_formats_by_role, quantize_for_export
 from quarch.export._write import (
     SIDECAR,
@@ -46,12 +47,7 @@ class Target(StrEnum):
 
     @staticmethod
     def parse(value: str | Target) -> Target:
-        try:
-            return Target(value)
-        except ValueError:
-            raise ValueError(
-                f"unknown export target {value!r}; valid: {', '.join(t.value for t in Target)}"
-            ) from None
+        return choice(Target, value, "export target")
 
 
 @dataclass(frozen=True, kw_only=True)

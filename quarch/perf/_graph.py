@@ -41,6 +41,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import SupportsIndex
 
+from quarch._checks import choice
 from quarch.models import ModelSpec
 from quarch.perf._attention import attention_ops, attention_static_ops
 from quarch.perf._blocks import Block, plan_blocks
@@ -95,7 +96,7 @@ def build_ops(
             not fit the model (see `check_scenario`), or a plan of another layer count.
         TypeError: a plan that is not a `Plan`.
     """
-    phase = phase if type(phase) is Phase else _phase(phase)
+    phase = phase if type(phase) is Phase else choice(Phase, phase, "phase")
     kv_len, tokens = _count_arg("kv_len", kv_len, 0), _count_arg("tokens", tokens, 1)
     check_plan(plan, spec.num_layers)
     return _build(spec, scenario, phase, kv_len, tokens, plan)
@@ -150,14 +151,6 @@ def _count_arg(name: str, value: SupportsIndex, minimum: int) -> int:
     if count < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return count
-
-
-def _phase(phase: Phase | str) -> Phase:
-    try:
-        return Phase(phase)
-    except ValueError:
-        valid = ", ".join(p.value for p in Phase)
-        raise ValueError(f"unknown phase {phase!r}; valid: {valid}") from None
 
 
 def _context(spec: ModelSpec, scenario: Scenario, tokens: int) -> Ctx:

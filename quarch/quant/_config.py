@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from quarch._checks import choice
+
 if TYPE_CHECKING:
     from quarch.formats import Format
 
@@ -249,12 +251,7 @@ class QuantConfig:
 
 
 def _role(value: Any) -> Role:
-    try:
-        return Role(value)
-    except ValueError:
-        raise ValueError(
-            f"unknown tensor role {value!r}; valid roles: {[str(r) for r in Role]}"
-        ) from None
+    return choice(Role, value, "tensor role")
 
 
 def _spec_from_dict(data: Any, *, where: str) -> TensorSpec:

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 from quarch.quant import QuantConfig, Role, Rule
 from quarch.search._layout import ATTN, MLP, PARTS
 from quarch.search._space import Design, DesignSpace, WeightOption
 from quarch.search._study import FLOAT
-
-if TYPE_CHECKING:
-    from quarch.formats import Format
 
 
 def _layers_regex(prefix: str, layers: tuple[int, ...]) -> str:
@@ -67,12 +63,12 @@ def design_config(space: DesignSpace, design: Design, *, seed: int = 0) -> Quant
 
 
 @lru_cache(maxsize=4096)
-def option_bits(option: WeightOption, shape: tuple[int, int], serving: Format) -> float:
+def option_bits(option: WeightOption, shape: tuple[int, int], serving_bits: float) -> float:
     """Storage bits of one `[out, in]` weight under an option: elements, scales, zero-points,
     and the extra weights its method declares (LQER's factors A `[in, r]`, B `[r, out]` at
-    their format). Float: the `serving` format."""
+    their format). Float: `serving_bits` per element (the serving dtype's)."""
     if option.format is None:
-        return float(serving.bits_per_element) * shape[0] * shape[1]
+        return serving_bits * shape[0] * shape[1]
     bits = float(option.format.storage_bits(shape))
     overhead = option.overhead
     if overhead is not None:
@@ -85,7 +81,7 @@ def bits_per_weight(space: DesignSpace, design: Design) -> float:
     not searched and not counted, as in `QuantReport.bits_per_weight`)."""
     total_bits = 0.0
     total = 0
-    serving = space.formats[FLOAT]
+    serving = float(space.formats[FLOAT].bits_per_element)
     for g in space.groups:
         for part in PARTS:
             opt = space.weight_option(design, g.name, part)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from quarch._checks import choice
+
 
 class Metric(StrEnum):
     """What an objective measures (its direction is in `METRICS`)."""
@@ -140,12 +142,7 @@ def metric_info(key: str) -> MetricInfo:
     Raises:
         ValueError: an unknown metric, naming the valid ones.
     """
-    name = key.partition("@")[0]
-    try:
-        return METRICS[Metric(name)]
-    except ValueError:
-        valid = ", ".join(m.value for m in Metric)
-        raise ValueError(f"unknown metric {name!r}; valid: {valid}") from None
+    return METRICS[choice(Metric, key.partition("@")[0], "metric")]
 
 
 def stored_value(metrics: dict[str, Any], info: MetricInfo, scenario: str) -> float | None:
