@@ -448,7 +448,7 @@ def _matrix_time(op: Op, mc: Machine) -> tuple[float, float, str, float]:
                 mc.gemm_factors.clear()  # bounded: new scenarios bring new shapes
             mc.gemm_factors[gkey] = found
         factor, rows = found
-        frac = mc.matmul_fraction(plan.key)
+        frac = mc.fractions.get(plan.key) or mc.matmul_fraction(plan.key)
         uses = -(-op.m // rows)
     matrix_s = op.flops * factor / (plan.flops_per_s * frac)
     vector_flops = 0.0

@@ -239,9 +239,14 @@ def test_cli_published_json_and_table() -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["split"] == "holdout" and doc["rows"]
+    inside = sum(r["in_band"] for r in doc["rows"]) / len(doc["rows"])
+    assert doc["band_coverage"] == {"holdout": inside}
     assert {"all", "split", "kind", "device", "engine", "precision", "batch"} <= {
         s["slice"] for s in doc["summary"]
     }
+    res = runner.invoke(app, ["validate", "--published", "--split", "holdout"])
+    assert res.exit_code == 0 and "band coverage on holdout rows: " in res.output
+    assert f"= {inside:.0%}" in res.output
     res = runner.invoke(app, ["validate", "--published", "--split", "nope"])
     assert res.exit_code == 2 and "split must be one of" in res.output
     res = runner.invoke(app, ["validate"])

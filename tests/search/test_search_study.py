@@ -80,7 +80,10 @@ def test_load_yaml_file(tmp_path: Path) -> None:
         ({"objectives": ["ppl"]}, r"objectives: need ppl and at least one cost"),
         ({"objectives": ["ppl", "tpot@nowhere"]}, r"objectives\[1\]: unknown scenario"),
         ({"objectives": ["ppl@serve", "tpot"]}, r"objectives\[0\]: ppl does not depend"),
-        ({"objectives": ["ppl", "cost"]}, r"objectives: cost needs a price"),
+        (  # catalog devices with a sourced rental price are costed; the Jetson has none
+            {"objectives": ["ppl", "cost"], "hardware": {"devices": ["jetson-agx-orin"]}},
+            r"objectives: cost needs a price",
+        ),
         ({"scenarios": [{"batch": 0}]}, r"scenarios\[0\]\.batch: must be >= 1"),
         ({"scenarios": [{"batch": 3, "dp": 2}]}, r"scenarios\[0\]: .*divisible by dp"),
         ({"scenarios": [{"name": "a"}, {"name": "a"}]}, r"scenarios: duplicate names"),
@@ -149,3 +152,9 @@ def test_explore_cli_malformed_yaml_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "not valid YAML (line 2" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_cost_objective_uses_the_catalog_price() -> None:
+    # h100-sxm carries its sourced median on-demand price (quarch/hardware/prices.yaml)
+    spec = study_from_dict({"objectives": ["ppl", "cost"]})
+    assert spec.hardware.devices == ("h100-sxm",)
