@@ -184,3 +184,24 @@ def test_cli_writes_gguf(tmp_path: Path) -> None:
     assert types == {"Q4_0", "F32"}
     bad = CliRunner().invoke(app, [*args[:4], str(cfg), "--to", "ggml", "--out", str(out)])
     assert bad.exit_code != 0 and "gguf" in bad.output
+
+
+def test_folded_awq_writes_its_folded_norms(tmp_path: Path) -> None:
+    """AWQ with fold: true: the GGUF file holds the folded norm weights (F32) that the
+    quantized q4_0 weights expect."""
+    from quarch.eval import calibration_windows, select_text
+    from quarch.quant import apply_config
+
+    loaded = tiny_llama()
+    windows = calibration_windows(
+        loaded.tokenizer, select_text(part="calibration"), n=4, seqlen=64, seed=0
+    )
+    config = QuantConfig.uniform(weights="q4_0", method="awq", fold=True, clip=False)
+    export_model(loaded, config, "gguf", tmp_path, calib_windows=windows)
+    reference = tiny_llama()
+    apply_config(reference.model, config, calib_windows=windows, progress=False)
+    tensors = {t.name: t for t in gguf.GGUFReader(str(tmp_path / "model.gguf")).tensors}
+    got = np.array(tensors["blk.0.attn_norm.weight"].data)
+    want = reference.model.model.layers[0].input_layernorm.weight.detach().numpy()
+    unfolded = tiny_llama().model.model.layers[0].input_layernorm.weight.detach().numpy()
+    assert np.array_equal(got, want) and not np.array_equal(got, unfolded)
