@@ -91,7 +91,9 @@ def _register_explore(app: typer.Typer) -> None:
         ] = None,
         hw: Annotated[str | None, typer.Option(help="devices, comma-separated")] = None,
         trials: Annotated[int | None, typer.Option(help="trials in all")] = None,
-        sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | grid")] = None,
+        sampler: Annotated[
+            str | None, typer.Option(help="nsga2 | nsga3 | gp | tpe | random | grid | exact")
+        ] = None,
         seed: Annotated[int | None, typer.Option(help="sampler seed")] = None,
         workers: Annotated[int, typer.Option(help="parallel search processes")] = 1,
         storage: Annotated[str | None, typer.Option(help="database URL")] = None,
