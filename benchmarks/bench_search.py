@@ -154,8 +154,12 @@ def compare_uniform(ev: Evaluator, trials: int) -> None:
         right = f"{fewest['bits']:>22.2f}" if fewest else f"{'none':>22}"
         print(f"  {name[2:]:<12}{bits:>6.2f}{ppl:>9.3f} | {left} | {right}")
     uniform_rows = [wev.evaluate(d).metrics for _, d in wev.space.baselines()]
-    print("  at a bits-per-weight budget, the best design of each kind within it:")
-    print(f"  {'budget':>8}{'best uniform':>26}{'best mixed':>26}")
+    exact = [e.metrics for e in exact_front(wev).evaluations]
+    print(
+        "  at a bits-per-weight budget, the best design of each kind within it (exact: the "
+        f"exact solver's front, {len(exact)} designs):"
+    )
+    print(f"  {'budget':>8}{'best uniform':>26}{'best mixed':>26}{'exact':>26}")
     for budget in (4.5, 5.0, 5.5, 6.0, 7.0, 8.0):
         # 0.01: nvfp4's per-tensor scale puts it a hair above 4.5 bits
         best_u = min(
@@ -166,7 +170,31 @@ def compare_uniform(ev: Evaluator, trials: int) -> None:
         )
         mixed = "none" if best_m is None else f"ppl {best_m['ppl']:.3f} at {best_m['bits']:.2f} b"
         uni = f"ppl {best_u['ppl']:.3f} at {best_u['bits']:.2f} b"
-        print(f"  {budget:>8.2f}{uni:>26}{mixed:>26}")
+        best_x = min(
+            (r for r in exact if r["bits"] <= budget + 0.01), key=lambda r: r["ppl"], default=None
+        )
+        ex = "none" if best_x is None else f"ppl {best_x['ppl']:.3f} at {best_x['bits']:.2f} b"
+        print(f"  {budget:>8.2f}{uni:>26}{mixed:>26}{ex:>26}")
+    _weights_only_hypervolume(wev, trials)
+
+
+def _weights_only_hypervolume(wev: Evaluator, trials: int) -> None:
+    """Hypervolume of ppl against bits (weights only): random, NSGA-II and the exact front."""
+    scale, ref = normaliser(wev)
+    exact = exact_front(wev)
+    hv_exact = hypervolume(
+        [[v / s for v, s in zip(e.values, scale, strict=True)] for e in exact.evaluations], ref
+    )
+    hv = {
+        s: [front_hv(run(wev, s, trials, seed), scale, ref) for seed in range(3)]
+        for s in (Sampler.RANDOM, Sampler.NSGA2)
+    }
+    print(
+        f"  weights only, ppl vs bits, {trials} trials: hypervolume NSGA-II / random "
+        f"{_ratio(hv[Sampler.NSGA2], hv[Sampler.RANDOM])}; exact front / random "
+        f"{_ratio([hv_exact] * 3, hv[Sampler.RANDOM])}; exact front / NSGA-II "
+        f"{_ratio([hv_exact] * 3, hv[Sampler.NSGA2])}"
+    )
 
 
 def _noise(a: dict[str, Any], b: dict[str, Any]) -> str:

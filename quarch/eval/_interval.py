@@ -130,12 +130,25 @@ def paired_interval(
     return mean_interval([x - y for x, y in zip(xs, ys, strict=True)], level)
 
 
+def _finite(x: float) -> float | None:
+    """`x`, or None for an unbounded end (JSON has no infinity)."""
+    return x if math.isfinite(x) else None
+
+
 def ppl_interval(window_nll: Sequence[float], level: float = CONFIDENCE) -> dict[str, Any]:
     """A perplexity and its interval from per-window mean NLLs, as JSON-ready data:
-    `{"ppl", "low", "high", "level", "windows", "method"}`."""
+    `{"ppl", "low", "high", "level", "windows", "method"}` (an unbounded end, with one window,
+    is None)."""
     iv = mean_interval(window_nll, level)
     ppl, low, high = iv.exp()
-    return {"ppl": ppl, "low": low, "high": high, "level": level, "windows": iv.n, "method": METHOD}
+    return {
+        "ppl": ppl,
+        "low": _finite(low) if iv.n > 1 else None,
+        "high": _finite(high),
+        "level": level,
+        "windows": iv.n,
+        "method": METHOD,
+    }
 
 
 def ratio_interval(
@@ -143,14 +156,15 @@ def ratio_interval(
 ) -> dict[str, Any]:
     """The perplexity ratio to a reference on the same windows, with its paired interval, as
     JSON-ready data: `{"ratio", "low", "high", "within_noise", "level", "windows", "method"}`
-    (`ratio − 1` is the relative perplexity difference; within noise when the interval holds 1).
+    (`ratio − 1` is the relative perplexity difference; within noise when the interval holds 1;
+    an unbounded end, with one window, is None).
     """
     iv = paired_interval(window_nll, reference_nll, level)
     ratio, low, high = iv.exp()
     return {
         "ratio": ratio,
-        "low": low,
-        "high": high,
+        "low": _finite(low) if iv.n > 1 else None,
+        "high": _finite(high),
         "within_noise": iv.contains_zero,
         "level": level,
         "windows": iv.n,

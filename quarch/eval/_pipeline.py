@@ -166,6 +166,7 @@ def print_eval(record: dict[str, Any], rows: dict[str, Any] | None = None) -> No
         *((str(k), str(v)) for k, v in (rows or {}).items()),
         ("NLL (nats/token)", f"{p['nll']:.4f}"),
         ("perplexity", f"[bold]{p['ppl']:.3f}[/bold]"),
+        ("95% interval (t over windows)", f"{p['ppl_low']:.3f} – {p['ppl_high']:.3f}"),
         ("wall time", f"{p['wall_s']:.1f} s ({tokens_per_s:,.0f} tokens/s)"),
     ]
     for name, value in lines:

@@ -94,7 +94,9 @@ def _register_explore(app: typer.Typer) -> None:
             str | None, typer.Option(help="serving engine: ideal | vllm | sglang | tensorrt-llm")
         ] = None,
         trials: Annotated[int | None, typer.Option(help="trials in all")] = None,
-        sampler: Annotated[str | None, typer.Option(help="nsga2 | tpe | random | grid")] = None,
+        sampler: Annotated[
+            str | None, typer.Option(help="nsga2 | nsga3 | gp | tpe | random | grid | exact")
+        ] = None,
         seed: Annotated[int | None, typer.Option(help="sampler seed")] = None,
         workers: Annotated[
             int, typer.Option(help="search processes (local) or Ray actors (--executor ray)")

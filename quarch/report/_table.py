@@ -42,9 +42,9 @@ def columns() -> list[tuple[str, str]]:
 def _ci_text(p: PointResult, ppl: MetricInfo) -> str:
     m = p.measured or {}
     low, high = m.get("ppl_low"), m.get("ppl_high")
-    if low is None or high is None:
+    if low is None:
         return ""
-    if not (math.isfinite(low) and math.isfinite(high)):
+    if high is None or not math.isfinite(high):
         return "unbounded (1 window)"
     return f"{ppl.format(low)}–{ppl.format(high)}"
 

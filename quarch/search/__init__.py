@@ -16,8 +16,10 @@ from quarch._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from quarch.search._accuracy import AccuracyLab, Measured
+    from quarch.search._additivity import Additivity, check_additivity, measure_pairs
     from quarch.search._config import bits_per_weight, design_config
     from quarch.search._evaluate import Evaluation, Evaluator
+    from quarch.search._exact import ExactFront, exact_front
     from quarch.search._explore import DEFAULT_OUT, explore, load_study_model, prepare, proxy_error
     from quarch.search._gym import ExploreEnv, StepResult
     from quarch.search._layout import LinearInfo, ModelLayout, layout_from_spec, model_layout
@@ -78,6 +80,8 @@ _LAZY: dict[str, str] = {
     "GroupSpec": "quarch.search._study",
     "HardwareFacts": "quarch.search._result",
     "HardwareSpec": "quarch.search._study",
+    "Additivity": "quarch.search._additivity",
+    "ExactFront": "quarch.search._exact",
     "LayerFormats": "quarch.search._result",
     "LinearInfo": "quarch.search._layout",
     "METRICS": "quarch.search._metrics",
@@ -106,6 +110,9 @@ _LAZY: dict[str, str] = {
     "TemplateParam": "quarch.search._study",
     "WeightOption": "quarch.search._space",
     "bits_per_weight": "quarch.search._config",
+    "check_additivity": "quarch.search._additivity",
+    "exact_front": "quarch.search._exact",
+    "measure_pairs": "quarch.search._additivity",
     "build_space": "quarch.search._space",
     "build_table": "quarch.search._proxy",
     "default_study": "quarch.search._study",
@@ -141,12 +148,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "AccuracyLab",
     "AccuracySettings",
+    "Additivity",
     "Constraints",
     "Design",
     "DesignSpace",
     "Direction",
     "Evaluation",
     "Evaluator",
+    "ExactFront",
     "ExploreEnv",
     "Group",
     "GroupSpec",
@@ -179,15 +188,18 @@ __all__ = [
     "bits_per_weight",
     "build_space",
     "build_table",
+    "check_additivity",
     "default_study",
     "design_config",
     "dominates",
+    "exact_front",
     "explore",
     "hypervolume",
     "layout_from_spec",
     "load_study",
     "load_study_model",
     "make_sampler",
+    "measure_pairs",
     "metric_info",
     "model_layout",
     "pareto_indices",

@@ -55,12 +55,17 @@ class Measured:
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
         out["window_nll"] = list(self.window_nll)
+        for end in ("ppl_low", "ppl_high"):  # unbounded with one window; JSON has no inf
+            out[end] = out[end] if math.isfinite(out[end]) else None
         return out
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Measured:
         d = dict(data)
         d["window_nll"] = tuple(float(x) for x in d.get("window_nll", ()))
+        for end in ("ppl_low", "ppl_high"):
+            if end in d and d[end] is None:
+                d[end] = math.inf
         return Measured(**d)
 
 
@@ -139,12 +144,12 @@ class AccuracyLab:
     def measure(self, space: DesignSpace, design: Design) -> Measured:
         """Real perplexity of a design on the eval windows."""
         t0 = time.perf_counter()
-        from quarch.eval import ppl_interval, window_nlls
+        from quarch.eval import mean_interval, window_nlls
 
         with self.applied(space, design):
             nll, per_window = window_nlls(self.model, self.eval_windows, batch_size=4)
         w = self.eval_windows
-        interval = ppl_interval(per_window)
+        _, low, high = mean_interval(per_window).exp()
         return Measured(
             ppl=math.exp(nll),
             nll=nll,
@@ -153,8 +158,8 @@ class AccuracyLab:
             num_tokens=int(w.shape[0] * (w.shape[1] - 1)),
             wall_s=time.perf_counter() - t0,
             window_nll=per_window,
-            ppl_low=float(interval["low"]),
-            ppl_high=float(interval["high"]),
+            ppl_low=low,
+            ppl_high=high,
         )
 
     # ---- applying designs -------------------------------------------------------------

@@ -35,7 +35,7 @@ search: {sampler: nsga2, trials: 200, seed: 0, population: 40, storage: null}
 accuracy:
   text: builtin                # builtin (quarch.eval's corpus) or a text file path
   eval_seqlen: 256             # final perplexity: GPTQ protocol on the eval part ...
-  eval_windows: 2              # ... first N windows
+  eval_windows: 4              # ... first N windows (95 % intervals over them)
   sensitivity_seqlen: 128      # the proxy table: windows of the calibration part
   sensitivity_windows: 2
   calib_seqlen: 256            # calibration windows for GPTQ / AWQ / SmoothQuant / LQER

@@ -131,3 +131,17 @@ def test_exact_refuses_template_ranges() -> None:
     }
     with pytest.raises(ValueError, match=r"exact cannot sample hardware\.template ranges"):
         synthetic(data)
+
+
+@pytest.mark.slow  # the GP sampler fits a Gaussian process per trial: ~20 s for 14 trials
+def test_gp_sampler_runs(tmp_path: Path) -> None:
+    spec, ev = synthetic({**SMALL, "search": {"sampler": "gp", "trials": 14, "population": 4}})
+    study = run_search(
+        name="s",
+        url=f"sqlite:///{tmp_path / 'study.db'}",
+        settings=spec.search,
+        space=ev.space,
+        evaluator=ev,
+        seeds=ev.space.baselines(),
+    )
+    assert len(study.get_trials(states=COMPLETE)) == 14
