@@ -97,7 +97,7 @@ def _complete_trials(db: Path) -> int:
 def _consistent(out: Path) -> None:
     """result.json names configs that exist, and configs/ holds no config of another front."""
     result = json.loads((out / "result.json").read_text())
-    named = {(out / p).resolve() for p in result["configs"].values()}
+    named = {(out / p["config"]).resolve() for p in result["points"] if p.get("config")}
     assert all(p.is_file() for p in named)
     assert {p.resolve() for p in (out / "configs").glob("*.yaml")} == named
     assert json.loads((out / "front.json").read_text())  # and the tables are there, whole
