@@ -10,8 +10,11 @@ hardware, QuantConfig, model weights, a study's result). Every case must end in 
 - `usage`: click's own usage error (exit 2, `Usage:` / `Error` box) for a malformed option;
 - `accepted`: exit 0 (the value was fine after all: e.g. a long but valid name);
 
-and never in `traceback` (any other exception, or another exit code) or `hang` (over the time
-limit). Usage: `python tests/chaos/fuzzcli.py N [SEED]` prints the counts as JSON.
+and never in `traceback` (any other exception, or another exit code), `hang` (over the time
+limit) or `echo` (the content of a file that is no input of ours printed back).
+
+Usage: `python tests/chaos/fuzzcli.py N [SEED [PROGRESS_FILE]]` prints the counts as JSON (and
+stores them in PROGRESS_FILE every 100 cases).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ HOSTILE_STRINGS = [
     "%s%s%n",
     "None",
 ]
+SECRET = "hunter2-do-not-print"
+"""The password in the fuzzer's `secret.txt`: no message may print it."""
 ENV = {"COLUMNS": "200", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 HOSTILE_INTS = ["-1", "0", "-99999999999", "99999999999", str(2**64), "1.5", "abc", "", "1e3"]
 
@@ -96,7 +101,7 @@ class Files:
             "study_bad_layers.yaml": "space:\n  groups:\n    - {layers: 0-99999999999}\n",
             "study_storage.yaml": "search: {storage: 'sqlite:////tmp/unrelated.db'}\n",
             "hw_partial.yaml": "name: x\nmemory: [{bytes: -1}]\n",
-            "secret.txt": "password=hunter2\napi_key=SECRET\n",
+            "secret.txt": f"password={SECRET}\napi_key=SECRET\n",
             "config_bad.yaml": "rules: [{match: '*', weights: e99m99}]\n",
             "config_types.yaml": "rules: 5\nseed: true\n",
             "bad.json": "{not json",
@@ -341,8 +346,10 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 
 def classify(result: Any) -> str:
-    """refused | usage | accepted | traceback, from a `CliRunner` result."""
+    """refused | usage | accepted | echo | traceback, from a `CliRunner` result."""
     stderr = result.stderr if result.stderr_bytes is not None else ""
+    if SECRET in stderr or SECRET in result.stdout:
+        return "echo"  # a file that is no input of ours was printed back
     if result.exit_code == 0 and result.exception is None:
         return "accepted"
     if isinstance(result.exception, SystemExit) or result.exception is None:
@@ -420,7 +427,7 @@ def run(
             out.accepted.append(args)
         out.counts[kind] += 1
         out.by_verb.setdefault(verb, Counter())[kind] += 1
-        if kind in ("traceback", "hang"):
+        if kind in ("traceback", "hang", "echo"):
             out.bad.append((args, why))
         if progress is not None and (i + 1) % 100 == 0:
             out.seconds = time.perf_counter() - t0

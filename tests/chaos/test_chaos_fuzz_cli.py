@@ -19,7 +19,8 @@ QUICK = {"formats", "models", "hw", "predict", "roofline", "validate", "report",
 def _check(n: int, seed: int, tmp_path: Path, only: set[str] | None = None) -> None:
     out = run(n, seed, tmp_path, only=only)
     assert sum(out.counts.values()) == n
-    assert out.counts["traceback"] == 0 and out.counts["hang"] == 0, out.to_dict()["bad"]
+    assert out.counts["traceback"] == out.counts["hang"] == out.counts["echo"] == 0, out.to_dict()
+    assert out.counts["refused"] + out.counts["usage"] >= n // 2  # mostly refusals, really
     assert set(out.by_verb) == (only or set(_verbs()))
 
 

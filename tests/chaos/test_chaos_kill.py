@@ -66,7 +66,9 @@ def kill_everywhere(
         assert problems(watch) == [], f"after a kill at write {k} of {writes}"
     _run(watch, 0, 0, args, tmp)
     assert problems(watch) == []
-    return {"writes": writes, "kills": killed, "moments": len(moments)}
+    counts = {"writes": writes, "kills": killed, "moments": len(moments)}
+    print(f"chaos {args[0]}: {counts}")  # the README's figures (pytest -s shows them)
+    return counts
 
 
 STUDY = {
