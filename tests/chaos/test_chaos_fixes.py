@@ -37,8 +37,6 @@ def test_a_study_files_storage_inside_the_output_directory_is_used(tmp_path: Pat
         "sqlite:///OUT/../escape.db",
         "sqlite:///file:OUT/study.db?uri=true",
         "postgresql://user:secret@db.example/optuna",
-        "mysql://nowhere/x",
-        "not a url",
     ],
 )
 def test_a_study_files_storage_elsewhere_is_refused(tmp_path: Path, url: str) -> None:
@@ -47,6 +45,17 @@ def test_a_study_files_storage_elsewhere_is_refused(tmp_path: Path, url: str) ->
     with pytest.raises(ValueError, match=r"^search\.storage: .* --allow-storage$"):
         check_storage(url, out, trusted=False)
     check_storage(url, out, trusted=True)  # given on the command line: the user's choice
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [("x://", ValueError), ("not a url", ValueError), ("mysql://nowhere/x", ImportError)],
+)
+def test_a_storage_no_driver_opens_is_refused_even_from_the_command_line(
+    tmp_path: Path, url: str, error: type
+) -> None:
+    with pytest.raises(error, match=r"^search\.storage: "):
+        check_storage(url, tmp_path, trusted=True)
 
 
 def test_a_symlink_out_of_the_output_directory_is_refused(tmp_path: Path) -> None:
