@@ -168,7 +168,10 @@ def test_export_killed_at_its_writes(tmp_path: Path, tiny_checkpoint: tuple[Path
     kill_everywhere([*base, "--to", "hf", "--out", str(out)], out.parent, tmp_path)
     assert (out / "quarch_export.json").is_file() and (out / "model.safetensors").is_file()
     gguf_out = tmp_path / "g"
-    kill_everywhere([*base, "--to", "gguf", "--out", str(gguf_out / "m.gguf")], gguf_out, tmp_path)
+    q8 = tmp_path / "q8.yaml"  # GGUF stores its own block types only
+    q8.write_text("rules:\n- {pattern: 're:.*', role: weight, format: q8_0}\n")
+    gguf_args = ["export", "--model", "tiny-llama", "--config", str(q8), "--to", "gguf"]
+    kill_everywhere([*gguf_args, "--out", str(gguf_out / "m.gguf")], gguf_out, tmp_path)
     assert (gguf_out / "m.gguf").is_file()
 
 
