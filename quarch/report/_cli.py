@@ -155,7 +155,7 @@ def _register_explore(app: typer.Typer) -> None:
             "constraints.ppl_max_increase": ppl_max_increase,
         }
         t0 = time.perf_counter()
-        with user_errors(ImportError):
+        with user_errors(ImportError):  # a storage whose database driver is missing
             data = study_data(study, overrides)
             _scenario_overrides(data, batch, prompt, output)
             spec = study_from_dict(data)

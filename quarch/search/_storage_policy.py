@@ -35,12 +35,43 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def check_url(url: str) -> None:
+    """Refuse, before any work, a storage URL no installed database driver can open.
+
+    Raises:
+        ValueError: a URL SQLAlchemy cannot parse, or of a database it does not know.
+        ImportError: a known database whose driver is not installed.
+    """
+    if url in MEMORY_URLS:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from quarch.search._runner import database_url
+
+    try:
+        dialect = make_url(database_url(url)).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as err:
+        reason = str(err).splitlines()[0][:80]
+        raise ValueError(f"search.storage: {excerpt(url)} is no database URL ({reason})") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        raise ImportError(
+            f"search.storage: no database driver for {excerpt(url)} ({err.name or err})"
+        ) from None
+
+
 def check_storage(url: str | None, out_dir: Path, *, trusted: bool) -> None:
-    """Refuse a study's storage `url` that lies outside `out_dir`, unless `trusted`.
+    """Refuse a study's storage `url` that lies outside `out_dir`, unless `trusted`, and any
+    URL no installed driver opens (`check_url`).
 
     Raises:
         ValueError: naming the URL (a short excerpt) and how to allow it.
+        ImportError: see `check_url`.
     """
+    if url is not None:
+        check_url(url)
     if url is None or trusted or url in MEMORY_URLS:
         return
     file = sqlite_file(url)

@@ -10,8 +10,11 @@ hardware, QuantConfig, model weights, a study's result). Every case must end in 
 - `usage`: click's own usage error (exit 2, `Usage:` / `Error` box) for a malformed option;
 - `accepted`: exit 0 (the value was fine after all: e.g. a long but valid name);
 
-and never in `traceback` (any other exception, or another exit code) or `hang` (over the time
-limit). Usage: `python tests/chaos/fuzzcli.py N [SEED]` prints the counts as JSON.
+and never in `traceback` (any other exception, or another exit code), `hang` (over the time
+limit) or `echo` (the content of a file that is no input of ours printed back).
+
+Usage: `python tests/chaos/fuzzcli.py N [SEED [PROGRESS_FILE]]` prints the counts as JSON (and
+stores them in PROGRESS_FILE every 100 cases).
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ HOSTILE_STRINGS = [
     "%s%s%n",
     "None",
 ]
+SECRET = "hunter2-do-not-print"
+"""The password in the fuzzer's `secret.txt`: no message may print it."""
 ENV = {"COLUMNS": "200", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 HOSTILE_INTS = ["-1", "0", "-99999999999", "99999999999", str(2**64), "1.5", "abc", "", "1e3"]
 
@@ -96,7 +101,7 @@ class Files:
             "study_bad_layers.yaml": "space:\n  groups:\n    - {layers: 0-99999999999}\n",
             "study_storage.yaml": "search: {storage: 'sqlite:////tmp/unrelated.db'}\n",
             "hw_partial.yaml": "name: x\nmemory: [{bytes: -1}]\n",
-            "secret.txt": "password=hunter2\napi_key=SECRET\n",
+            "secret.txt": f"password={SECRET}\napi_key=SECRET\n",
             "config_bad.yaml": "rules: [{match: '*', weights: e99m99}]\n",
             "config_types.yaml": "rules: 5\nseed: true\n",
             "bad.json": "{not json",
@@ -114,6 +119,11 @@ class Files:
             + b'{"w":{"dtype":"F32","shape":[100000,100000],"data_offsets":[0,4'
         )
         (r / "a_dir").mkdir(exist_ok=True)
+        import numpy as np
+        from safetensors.numpy import save_file
+
+        small = {"w": np.ones((4, 64), np.float32), "b": np.ones(4, np.float32)}
+        save_file(small, str(r / "small.safetensors"))
         study = r / "study_dir"
         study.mkdir(exist_ok=True)
         (study / "result.json").write_text('{"front": 5}', encoding="utf-8")
@@ -142,16 +152,15 @@ def _bad_int(rng: random.Random, _files: Files) -> str:
 
 
 def _out(rng: random.Random, files: Files) -> str:
-    """An output path that cannot be written: under a file, a directory as a file, /proc."""
+    """An output path that cannot be written: under a file, in /proc, under /dev/null."""
     return rng.choice(
-        [
-            str(files.root / "blocker" / "out"),
-            str(files.root / "blocker"),
-            "/proc/quarch-out",
-            "/dev/null/x",
-            str(files.root / "a_dir") if rng.random() < 0.5 else "/proc/self/x",
-        ]
+        [str(files.root / "blocker" / "out"), "/proc/quarch-out", "/dev/null/x", "/proc/self/x"]
     )
+
+
+def _out_file(rng: random.Random, files: Files) -> str:
+    """`_out`, or a directory where an output file is expected."""
+    return str(files.root / "a_dir") if rng.random() < 0.25 else _out(rng, files)
 
 
 def _one_bad(
@@ -192,7 +201,7 @@ def _verbs() -> dict[str, Maker]:
             *_one_bad(
                 r,
                 f,
-                ["--max-tensors", "1"],
+                ["--weights", str(f.root / "small.safetensors"), "--max-tensors", "1"],
                 {
                     "--weights": lambda r, f: f.any(r),
                     "--formats": _string,
@@ -219,7 +228,7 @@ def _verbs() -> dict[str, Maker]:
                 r,
                 f,
                 [],
-                {"--out": _out, "--device": _string, "--threads": _bad_int, "--stat": _string},
+                {"--out": _out_file, "--device": _string, "--threads": _bad_int, "--stat": _string},
             ),
         ],
         "validate": lambda r, f: [
@@ -240,7 +249,7 @@ def _verbs() -> dict[str, Maker]:
                     "--kv": _string,
                     "--method": _string,
                     "--rotation": _string,
-                    "--out": _out,
+                    "--out": _out_file,
                     "--dtype": _string,
                 },
             ),
@@ -256,7 +265,7 @@ def _verbs() -> dict[str, Maker]:
                     "--weights": _string,
                     "--role": _string,
                     "--method": _string,
-                    "--out": _out,
+                    "--out": _out_file,
                     "--dtype": _string,
                 },
             ),
@@ -337,8 +346,10 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 
 def classify(result: Any) -> str:
-    """refused | usage | accepted | traceback, from a `CliRunner` result."""
+    """refused | usage | accepted | echo | traceback, from a `CliRunner` result."""
     stderr = result.stderr if result.stderr_bytes is not None else ""
+    if SECRET in stderr or SECRET in result.stdout:
+        return "echo"  # a file that is no input of ours was printed back
     if result.exit_code == 0 and result.exception is None:
         return "accepted"
     if isinstance(result.exception, SystemExit) or result.exception is None:
@@ -357,6 +368,8 @@ class Outcome:
     counts: Counter[str] = field(default_factory=Counter)
     by_verb: dict[str, Counter[str]] = field(default_factory=dict)
     bad: list[tuple[list[str], str]] = field(default_factory=list)
+    accepted: list[list[str]] = field(default_factory=list)
+    verb_seconds: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -365,11 +378,21 @@ class Outcome:
             "counts": dict(self.counts),
             "by_verb": {v: dict(c) for v, c in self.by_verb.items()},
             "seconds": round(self.seconds, 1),
+            "verb_seconds": {v: round(t, 1) for v, t in self.verb_seconds.items()},
+            "accepted": [a[:12] for a in self.accepted[:20]],
             "bad": [(a[:8], why[-600:]) for a, why in self.bad[:20]],
         }
 
 
-def run(n: int, seed: int, root: Path, *, limit_s: float = 60.0) -> Outcome:
+def run(
+    n: int,
+    seed: int,
+    root: Path,
+    *,
+    limit_s: float = 60.0,
+    progress: Path | None = None,
+    only: set[str] | None = None,
+) -> Outcome:
     """Run `n` generated bad cases (round robin over the verbs) with seed `seed`."""
     from typer.testing import CliRunner
 
@@ -381,10 +404,11 @@ def run(n: int, seed: int, root: Path, *, limit_s: float = 60.0) -> Outcome:
     runner = CliRunner()
     out = Outcome()
     t0 = time.perf_counter()
-    names = list(verbs)
+    names = [v for v in verbs if only is None or v in only]
     for i in range(n):
         verb = names[i % len(names)]
         args = verbs[verb](rng, files)
+        t1 = time.perf_counter()
         try:
             with _time_limit(limit_s):
                 result = runner.invoke(app, args, env=ENV)
@@ -398,10 +422,16 @@ def run(n: int, seed: int, root: Path, *, limit_s: float = 60.0) -> Outcome:
                 why += "".join(traceback.format_exception(result.exception))
         except TimeoutError:
             kind, why = "hang", "over the time limit"
+        out.verb_seconds[verb] += time.perf_counter() - t1
+        if kind == "accepted":
+            out.accepted.append(args)
         out.counts[kind] += 1
         out.by_verb.setdefault(verb, Counter())[kind] += 1
-        if kind in ("traceback", "hang"):
+        if kind in ("traceback", "hang", "echo"):
             out.bad.append((args, why))
+        if progress is not None and (i + 1) % 100 == 0:
+            out.seconds = time.perf_counter() - t0
+            progress.write_text(json.dumps(out.to_dict(), indent=1))
     out.seconds = time.perf_counter() - t0
     return out
 
@@ -412,5 +442,6 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's quarch
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 200
     seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    progress = Path(sys.argv[3]) if len(sys.argv) > 3 else None
     with tempfile.TemporaryDirectory() as tmp:
-        print(json.dumps(run(count, seed, Path(tmp)).to_dict(), indent=1))
+        print(json.dumps(run(count, seed, Path(tmp), progress=progress).to_dict(), indent=1))

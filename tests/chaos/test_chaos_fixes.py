@@ -37,8 +37,6 @@ def test_a_study_files_storage_inside_the_output_directory_is_used(tmp_path: Pat
         "sqlite:///OUT/../escape.db",
         "sqlite:///file:OUT/study.db?uri=true",
         "postgresql://user:secret@db.example/optuna",
-        "mysql://nowhere/x",
-        "not a url",
     ],
 )
 def test_a_study_files_storage_elsewhere_is_refused(tmp_path: Path, url: str) -> None:
@@ -47,6 +45,17 @@ def test_a_study_files_storage_elsewhere_is_refused(tmp_path: Path, url: str) ->
     with pytest.raises(ValueError, match=r"^search\.storage: .* --allow-storage$"):
         check_storage(url, out, trusted=False)
     check_storage(url, out, trusted=True)  # given on the command line: the user's choice
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [("x://", ValueError), ("not a url", ValueError), ("mysql://nowhere/x", ImportError)],
+)
+def test_a_storage_no_driver_opens_is_refused_even_from_the_command_line(
+    tmp_path: Path, url: str, error: type
+) -> None:
+    with pytest.raises(error, match=r"^search\.storage: "):
+        check_storage(url, tmp_path, trusted=True)
 
 
 def test_a_symlink_out_of_the_output_directory_is_refused(tmp_path: Path) -> None:
@@ -190,3 +199,44 @@ def test_a_full_disk_or_refused_write_is_one_line_not_a_traceback(tmp_path: Path
     with pytest.raises(Exception) as caught, user_errors():
         raise OSError(28, os.strerror(28), str(tmp_path / "report.html"))
     assert type(caught.value).__name__ == "Exit"
+
+
+# ---- a refused re-run leaves the study directory as it was ----------------------------------
+
+
+@pytest.mark.slow
+def test_a_refused_rerun_keeps_study_yaml_and_a_new_front_prunes_old_configs(
+    tmp_path: Path,
+) -> None:
+    from quarch.search import explore
+
+    out = tmp_path / "out"
+    base = {
+        "model": "tiny-llama",
+        "space": {"groups": 2, "weight": ["float", "int8"], "act": ["float"], "kv": ["float"]},
+        "objectives": ["ppl", "memory"],
+        "search": {"trials": 3, "population": 2},
+        "accuracy": {
+            "eval_seqlen": 32,
+            "eval_windows": 1,
+            "sensitivity_seqlen": 32,
+            "sensitivity_windows": 1,
+            "max_final_points": 2,
+        },
+    }
+    first = explore(study_from_dict(base), out, progress=False)
+    before = (out / "study.yaml").read_text()
+    other = {**base, "space": {**base["space"], "weight": ["float", "mxfp4"]}}
+    with pytest.raises(ValueError, match="another design space"):
+        explore(study_from_dict(other), out, progress=False)
+    assert (out / "study.yaml").read_text() == before
+    # the same study under another name in the same directory: a new front, old configs pruned
+    second = explore(study_from_dict({**other, "name": "second"}), out, progress=False)
+
+    def configs(result: object) -> set[Path]:
+        paths = (result.config_path(p) for p in result.points)  # type: ignore[attr-defined]
+        return {p.resolve() for p in paths if p is not None}
+
+    assert {p.resolve() for p in (out / "configs").glob("*.yaml")} == configs(second)
+    assert "second" in (out / "study.yaml").read_text()
+    assert configs(first) != configs(second)
