@@ -7,7 +7,7 @@ parallel; every worker then runs the float model once, so no stage pays a first 
 the sensitivity table (every cell and the float base), the uniform baselines measured on the
 eval windows, and `--front` designs of the space drawn with a fixed seed measured the same way
 (what the front stage measures). Printed: seconds per stage and each stage's speed-up over Ray
-with one actor and over the local executor, all measured in this run.
+with one actor and over the local executor on one thread, all measured in this run.
 
 The local executor runs in this process with PyTorch's default intra-op threads (one per core);
 a Ray actor asks for one CPU, and Ray sets `OMP_NUM_THREADS` to it, so each actor computes on
@@ -23,6 +23,7 @@ https://pytorch.org/docs/stable/notes/cpu_threading_torchscript_inference.html),
 `local` row then shows.
 
     python benchmarks/bench_scale.py [--study STUDY.yaml] [--workers 1,2] [--front 6]
+    python benchmarks/bench_scale.py --study benchmarks/bench_scale.yaml --no-local-threads
 """
 
 from __future__ import annotations
@@ -97,6 +98,12 @@ def main() -> None:
     parser.add_argument("--study", help="study YAML (default: the built-in study, shipped model)")
     parser.add_argument("--workers", default="1,2", help="Ray actor counts, comma-separated")
     parser.add_argument("--front", type=int, default=6, help="front designs measured")
+    parser.add_argument(
+        "--no-local-threads",
+        dest="local_threads",
+        action="store_false",
+        help="skip the local run on PyTorch's default threads (slow on a busy machine)",
+    )
     args = parser.parse_args()
     spec = load_study(args.study) if args.study else default_study()
     t0 = time.perf_counter()
@@ -111,7 +118,9 @@ def main() -> None:
         lab = AccuracyLab(loaded.model, loaded.tokenizer, spec.accuracy)
         return LocalExecutor(StageWorker(lab, space, worker.model_id))
 
-    results = {"local": run_stages(worker, fresh(), designs)}
+    results: dict[str, dict[str, float]] = {}
+    if args.local_threads:
+        results["local"] = run_stages(worker, fresh(), designs)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # this script's own process only: what a Ray actor computes on
     try:
@@ -131,7 +140,7 @@ def main() -> None:
     for name, t in results.items():
         work = sum(t[s] for s in STAGES[1:])
         print(f"{name:<10}" + "".join(f"{t[s]:>12.1f}s" for s in STAGES) + f"{work:>9.1f}s")
-    for ref_name, ref in (("ray N=1", ray1), ("local", results["local"])):
+    for ref_name, ref in (("ray N=1", ray1), ("local 1t", results["local 1t"])):
         if ref is None:
             continue
         print(f"\nspeed-up over {ref_name} (its seconds / these seconds):")

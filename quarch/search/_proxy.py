@@ -8,7 +8,8 @@ They are measured by `quarch.quant`'s sensitivity engine (`WindowEval`, `config_
 batch of windows, run from the slot's first block on the cached float prefix, RTN weights from
 the lab's weight cache). The table is written to a JSON file in
 the output directory after every entry, so a killed study resumes where it stopped and a
-re-run with the same model and settings measures nothing again.
+re-run with the same model and settings measures nothing again (`build_table`; `explore` keeps
+every cell in the study's storage instead, through `_stages`).
 
 **Proxy.** Quantization errors of different layers add up, to first order, in the log-likelihood
 (the additivity `quarch.quant.measure_additivity` checks), so a design's proxy NLL is

@@ -165,8 +165,9 @@ def _wait_for(what: str, ready: Any, child: subprocess.Popen[str], limit_s: floa
 def _study_file(tmp_path: Path, trials: int) -> tuple[Path, Any]:
     data = yaml.safe_load(EXAMPLE.read_text())
     data["search"]["trials"] = trials
-    # twice the example's sensitivity windows: cells slow enough to kill a worker mid-stage
-    data["accuracy"]["sensitivity_windows"] = 4
+    # 16 windows of 512 tokens: cells of about 0.2 s on one thread, so the stage lasts long
+    # enough to kill a worker in the middle of it (the example's cells take 10 ms)
+    data["accuracy"].update(sensitivity_seqlen=512, sensitivity_windows=16)
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     return path, study_from_dict(data)
@@ -231,8 +232,8 @@ def test_killed_ray_worker_and_killed_driver_lose_nothing(
                 os.kill(pid, signal.SIGKILL)
     kept = store2.count(SENS_CELL)
     assert 2 <= kept < len(needed_entries_of(spec))
+    kept += store2.count(SENS_BASE)  # the float base, if stored, is counted with the cells
     again = _explore(*args2[:-1], "--out", tmp_path / "b")
-    kept += store2.count(SENS_BASE)  # the float base is counted with the cells
     assert f"reused {kept} sensitivity cells from storage" in again.stderr
     _check_complete(url2, spec, tmp_path / "b", trials=24)
 
