@@ -41,6 +41,8 @@ from quarch.eval._perplexity import (
 )
 from quarch.eval._pipeline import (
     DTYPES,
+    domain_rows,
+    domain_texts,
     eval_record,
     package_versions,
     parse_dtype,
@@ -68,7 +70,9 @@ __all__ = [
     "calibration_mix",
     "calibration_windows",
     "dataset_text",
+    "domain_rows",
     "domain_text",
+    "domain_texts",
     "eval_record",
     "eval_texts",
     "evaluate_tasks",

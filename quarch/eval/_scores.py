@@ -28,8 +28,10 @@ def _token_nll(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def _position_kl(log_p_ref: torch.Tensor, p_ref: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
     """Per-position KL `[positions]`; every argument `[positions, vocab]`. Overwrites `log_p`
-    (in place, no temporaries: `-log_p + log_p_ref` is exactly `log_p_ref - log_p`)."""
-    return log_p.neg_().add_(log_p_ref).mul_(p_ref).sum(dim=-1)
+    (in place, no temporaries: `-log_p + log_p_ref` is exactly `log_p_ref - log_p`). A KL is
+    never negative; float32 rounding of two near-equal distributions can give -1e-9, so each
+    position is clamped at 0."""
+    return log_p.neg_().add_(log_p_ref).mul_(p_ref).sum(dim=-1).clamp_min_(0.0)
 
 
 def _predicted_log_probs(logits: torch.Tensor) -> torch.Tensor:

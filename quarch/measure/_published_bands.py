@@ -24,7 +24,8 @@ import yaml
 from quarch.hardware import load_hardware
 from quarch.measure._published import PublishedRow, load_published
 from quarch.measure._published_check import ENGINE_PROFILES, PublishedResult
-from quarch.perf._bands import ALL, BANDS_PATH, architecture_of
+from quarch.perf import BAND_ALL as ALL
+from quarch.perf import BANDS_PATH, architecture_of
 
 MIN_ROWS = 8
 """Fewest fit rows an architecture's own band rests on (else the family's `all` band)."""
@@ -127,7 +128,7 @@ def write_bands(path: Path = BANDS_PATH) -> dict[str, Any]:
         "# quarch/measure/_published_bands.py (how they are derived).\n"
     )
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    from quarch.perf._bands import load_bands
+    from quarch.perf import load_bands
 
     load_bands.cache_clear()
     return doc

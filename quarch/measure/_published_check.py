@@ -45,11 +45,11 @@ from quarch.perf import (
     OpKind,
     Prediction,
     Scenario,
+    band_for,
     load_engine,
     op_time,
     predict,
 )
-from quarch.perf._bands import band_for
 
 # --- predicting ------------------------------------------------------------------------------
 

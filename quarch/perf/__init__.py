@@ -1,5 +1,7 @@
 """quarch.perf."""
 
+from quarch.perf._bands import ALL as BAND_ALL
+from quarch.perf._bands import BANDS_PATH, architecture_of, band_for, load_bands
 from quarch.perf._deploy import FusedGroup, KernelSupport, find_kernel, kernel_class
 from quarch.perf._efficiency import ARCHITECTURE, DEFAULT_EFFICIENCY, efficiency_for
 from quarch.perf._engine import IDEAL, Engine, engine_from_dict, list_engines, load_engine
@@ -26,6 +28,8 @@ from quarch.perf._sweep import HardwareSweep, PredictionTable, predict_many, swe
 
 __all__ = [
     "ARCHITECTURE",
+    "BANDS_PATH",
+    "BAND_ALL",
     "DEFAULT_EFFICIENCY",
     "IDEAL",
     "Bound",
@@ -48,6 +52,8 @@ __all__ = [
     "PredictionTable",
     "RatePlan",
     "Scenario",
+    "architecture_of",
+    "band_for",
     "build_ops",
     "check_scenario",
     "comm_time_s",
@@ -59,6 +65,7 @@ __all__ = [
     "kernel_class",
     "kv_cache_bytes_per_token",
     "list_engines",
+    "load_bands",
     "load_engine",
     "matrix_rate",
     "memory_level_for",

@@ -87,8 +87,7 @@ def _print_quantize(record: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from quarch.eval import print_eval
-    from quarch.eval._pipeline import domain_rows
+    from quarch.eval import domain_rows, print_eval
 
     if "float_perplexity" in record:
         print_eval({**record, "perplexity": record["float_perplexity"]}, {"quant": "float"})

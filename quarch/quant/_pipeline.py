@@ -101,8 +101,7 @@ def run_quantize(
         `wall_s` (with `baseline`, also `float_perplexity`).
     """
     from quarch._device import device_and_dtype
-    from quarch.eval import eval_record, perplexity, ratio_interval
-    from quarch.eval._pipeline import domain_texts
+    from quarch.eval import domain_texts, eval_record, perplexity, ratio_interval
     from quarch.models import load_model
     from quarch.quant._apply import apply_config
 

@@ -190,7 +190,7 @@ def test_a_second_machine_on_the_same_storage_computes_nothing(
     url = f"sqlite:///{tiny_result.out_dir / 'study.db'}"
     spec = replace(tiny_result.spec, search=replace(tiny_result.spec.search, storage=url))
     with caplog.at_level("INFO", logger="quarch.search"):
-        again = explore(spec, tmp_path / "elsewhere", progress=False)
+        again = explore(spec, tmp_path / "elsewhere", progress=False, trusted_storage=True)
     stored = again.eval_info["stored_results"]
     assert stored["sensitivity"]["computed"] == 0 and stored["sensitivity"]["reused"] > 0
     assert stored["baselines"]["computed"] == 0 and stored["baselines"]["reused"] > 0
